@@ -1,0 +1,68 @@
+"""jaxcam: CAM, Grad-CAM and exact Grad-CAM++ with Average Drop and Black Average Drop.
+
+The package follows the paper (Shimomura & Nakamura, "Black Average Drop"):
+models -> saliency -> derivatives -> metrics -> data -> experiments.
+"""
+
+from jaxcam.derivatives import (
+    directional_derivatives,
+    global_average_pool_weights,
+    pure_derivatives,
+    pure_derivatives_pooled,
+)
+from jaxcam.evaluation import PAPER_METHODS, compute_maps, evaluate_methods, format_table
+from jaxcam.metrics import (
+    average_drop,
+    black_average_drop,
+    black_image,
+    choose_alpha,
+    explanation_image,
+    masked_scores,
+)
+from jaxcam.models import (
+    CAMClassifier,
+    SplitModel,
+    bind,
+    create_model,
+    model_names,
+    register_model,
+)
+from jaxcam.saliency import (
+    SALIENCY_METHODS,
+    cam,
+    grad_cam,
+    grad_cam_plus_plus,
+    register_saliency_method,
+    saliency_maps,
+)
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "PAPER_METHODS",
+    "SALIENCY_METHODS",
+    "CAMClassifier",
+    "SplitModel",
+    "average_drop",
+    "bind",
+    "black_average_drop",
+    "black_image",
+    "cam",
+    "choose_alpha",
+    "compute_maps",
+    "create_model",
+    "directional_derivatives",
+    "evaluate_methods",
+    "explanation_image",
+    "format_table",
+    "global_average_pool_weights",
+    "grad_cam",
+    "grad_cam_plus_plus",
+    "masked_scores",
+    "model_names",
+    "pure_derivatives",
+    "pure_derivatives_pooled",
+    "register_model",
+    "register_saliency_method",
+    "saliency_maps",
+]

@@ -1,0 +1,137 @@
+"""Saliency methods registry and the batched, jitted map step.
+
+A method is a per-example function ``(model, A (h, w, K), c) -> L (h, w)``;
+:func:`saliency_map` adds the features, the Lanczos upsampling and the
+normalisation for one image, and :func:`saliency_maps` vmaps that over a batch,
+once, inside one ``jax.jit``.
+"""
+
+from __future__ import annotations
+
+import functools
+from collections.abc import Callable
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+from jaxcam.checks import check_class_indices, check_finite_images, check_image_batch
+from jaxcam.models.base import SplitModel, apply_output
+from jaxcam.saliency.cam import cam
+from jaxcam.saliency.grad_cam import grad_cam
+from jaxcam.saliency.grad_cam_plus_plus import grad_cam_plus_plus
+
+Array = jax.Array
+SaliencyMethod = Callable[..., Array]
+
+SALIENCY_METHODS: dict[str, SaliencyMethod] = {
+    "cam": cam,
+    "grad_cam": grad_cam,
+    "grad_cam_plus_plus": grad_cam_plus_plus,
+}
+
+
+def register_saliency_method(name: str, method: SaliencyMethod) -> None:
+    """Register ``method(model, feature_map, class_index, **options) -> (h, w)``."""
+    if name in SALIENCY_METHODS:
+        raise ValueError(f"saliency method {name!r} is already registered")
+    SALIENCY_METHODS[name] = method
+
+
+def get_saliency_method(name: str) -> SaliencyMethod:
+    if name not in SALIENCY_METHODS:
+        raise ValueError(
+            f"unknown saliency method {name!r}; known: {', '.join(sorted(SALIENCY_METHODS))}"
+        )
+    return SALIENCY_METHODS[name]
+
+
+def upsample(saliency: Array, size: tuple[int, int]) -> Array:
+    """Lanczos-3 upsampling of a map (h, w) to the image size (H, W)."""
+    return jax.image.resize(saliency, size, method="lanczos3")
+
+
+def normalise(saliency: Array) -> Array:
+    """Map (H, W) -> [0, 1]: clip Lanczos ringing below 0, divide by the maximum.
+
+    A map that is 0 everywhere (no positive evidence) stays 0.
+    """
+    clipped = jax.nn.relu(saliency)
+    peak = jnp.max(clipped)
+    return jnp.where(peak > 0, clipped / jnp.where(peak > 0, peak, 1.0), 0.0)
+
+
+def predicted_class(model: SplitModel, feature_map: Array) -> Array:
+    """argmax_c Y^c for one feature map (h, w, K)."""
+    return jnp.argmax(apply_output(model.logits(feature_map), model.output)).astype(jnp.int32)
+
+
+def saliency_map(
+    model: SplitModel,
+    image: Array,
+    class_index: Array | None,
+    method: SaliencyMethod,
+) -> tuple[Array, Array]:
+    """One image (H, W, C) -> (normalised map L^c (H, W) in [0, 1], class c used).
+
+    ``class_index=None`` explains the predicted class.
+    """
+    feature_map = model.features(image)
+    if class_index is None:
+        class_index = predicted_class(model, feature_map)
+    raw = method(model, feature_map, class_index)
+    return normalise(upsample(raw, image.shape[:2])), class_index
+
+
+@functools.partial(jax.jit, static_argnames=("method", "options", "use_predicted"))
+def _saliency_step(
+    model: SplitModel,
+    images: Array,
+    class_indices: Array,
+    method: str,
+    options: tuple[tuple[str, Any], ...],
+    use_predicted: bool,
+) -> tuple[Array, Array]:
+    per_example = functools.partial(get_saliency_method(method), **dict(options))
+
+    def one(image: Array, class_index: Array) -> tuple[Array, Array]:
+        return saliency_map(model, image, None if use_predicted else class_index, per_example)
+
+    return jax.vmap(one)(images, class_indices)
+
+
+def saliency_maps(
+    model: SplitModel,
+    images: Any,
+    class_indices: Any = None,
+    method: str = "grad_cam",
+    **options: Any,
+) -> tuple[Array, Array]:
+    """Normalised saliency maps for a batch.
+
+    Args:
+      model: a bound split model (:func:`jaxcam.models.bind`).
+      images: raw images (B, H, W, C), finite.
+      class_indices: classes to explain (B,), or ``None`` for the predicted ones.
+      method: a registered method name (``cam``, ``grad_cam``, ``grad_cam_plus_plus``).
+      **options: keyword options of the method (e.g. ``derivatives="closed_form"``).
+
+    Returns:
+      ``(maps, classes)``: maps (B, H, W) in [0, 1] and the explained classes (B,).
+    """
+    get_saliency_method(method)
+    check_image_batch(images, model.module.in_channels, model.module.min_input_size)
+    check_finite_images(images)
+    use_predicted = class_indices is None
+    if use_predicted:
+        class_indices = np.zeros(images.shape[0], np.int32)
+    class_indices = check_class_indices(class_indices, model.num_classes, images.shape[0])
+    return _saliency_step(
+        model,
+        jnp.asarray(images),
+        jnp.asarray(class_indices),
+        method,
+        tuple(sorted(options.items())),
+        use_predicted,
+    )
