@@ -1,0 +1,70 @@
+"""Model registry: name -> backbone constructor.
+
+Adding an architecture is one file (a backbone module: normalised image -> A) and
+one :func:`register_model` call. Every saliency method and metric then works on it.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import flax.linen as nn
+
+from jaxcam.models.base import CAMClassifier
+from jaxcam.models.small_cnn import SmallCNN
+
+_BACKBONES: dict[str, Callable[..., nn.Module]] = {}
+_INPUT_SIZES: dict[str, int] = {}
+
+
+def register_model(name: str, backbone: Callable[..., nn.Module], input_size: int) -> None:
+    """Register ``backbone(**kwargs) -> nn.Module`` under ``name`` with its default input size."""
+    if name in _BACKBONES:
+        raise ValueError(f"model {name!r} is already registered")
+    _BACKBONES[name] = backbone
+    _INPUT_SIZES[name] = input_size
+
+
+def model_names() -> tuple[str, ...]:
+    return tuple(sorted(_BACKBONES))
+
+
+def _check_name(name: str) -> None:
+    if name not in _BACKBONES:
+        raise ValueError(f"unknown model {name!r}; known models: {', '.join(model_names())}")
+
+
+def default_input_size(name: str) -> int:
+    _check_name(name)
+    return _INPUT_SIZES[name]
+
+
+def create_model(
+    name: str,
+    num_classes: int = 2,
+    output: str = "relu",
+    *,
+    in_channels: int = 1,
+    hidden: tuple[int, ...] = (),
+    **backbone_kwargs: Any,
+) -> CAMClassifier:
+    """Build the CAM-compatible classifier ``name`` (see :func:`model_names`)."""
+    _check_name(name)
+    return CAMClassifier(
+        backbone=_BACKBONES[name](**backbone_kwargs),
+        num_classes=num_classes,
+        output=output,
+        hidden=hidden,
+        in_channels=in_channels,
+    )
+
+
+register_model("small_cnn", SmallCNN, input_size=128)
+
+from jaxcam.models.inception_resnet_v2 import inception_resnet_v2  # noqa: E402
+from jaxcam.models.resnet import resnet18, resnet50  # noqa: E402
+
+register_model("resnet18", resnet18, input_size=224)
+register_model("resnet50", resnet50, input_size=224)
+register_model("inception_resnet_v2", inception_resnet_v2, input_size=299)
