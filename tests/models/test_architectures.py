@@ -7,7 +7,8 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcam.models import InceptionResNetV2, ResNet, create_model, model_names
+from jaxcam.models import InceptionResNetV2, ResNet, bind, create_model, model_names
+from jaxcam.saliency import saliency_maps
 
 KEY = jax.random.PRNGKey(0)
 
@@ -119,6 +120,9 @@ def test_tiny_forward_eval_and_train(name):
         lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"], variables["batch_stats"]
     )
     assert any(jax.tree_util.tree_leaves(moved))  # the running statistics were updated
+    maps, classes = saliency_maps(bind(model, variables), np.asarray(x), None, "cam")
+    assert maps.shape == (2, size, size) and classes.shape == (2,)
+    assert float(jnp.min(maps)) >= 0.0 and float(jnp.max(maps)) <= 1.0
 
 
 def test_resnet_and_irv2_feature_maps_at_min_size():
