@@ -140,7 +140,9 @@ def score_drops(original: Any, masked: Any) -> tuple[np.ndarray, np.ndarray]:
     original = np.asarray(original, np.float64)
     masked = np.asarray(masked, np.float64)
     defined = original > 0
-    drops = np.where(defined, np.maximum(0.0, original - masked) / np.where(defined, original, 1.0), 0.0)
+    drops = np.where(
+        defined, np.maximum(0.0, original - masked) / np.where(defined, original, 1.0), 0.0
+    )
     return drops, defined
 
 
@@ -204,7 +206,9 @@ def choose_alpha(
       ``(best alpha, {alpha: mean difference})``.
     """
     if len(maps_by_method) < 2:
-        raise ValueError(f"choose_alpha needs maps of at least 2 methods, got {len(maps_by_method)}")
+        raise ValueError(
+            f"choose_alpha needs maps of at least 2 methods, got {len(maps_by_method)}"
+        )
     stacked = np.stack([np.asarray(m) for m in maps_by_method.values()])
     if stacked.ndim != 4:
         raise ValueError(f"maps must have shape (N, H, W) per method, got {stacked.shape[1:]}")

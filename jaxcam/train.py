@@ -128,7 +128,9 @@ def train(
         for batch in _device_batches(batches_for_epoch(epoch)):
             variables, opt_state, loss = step(variables, opt_state, *batch)
             losses.append(loss)
-        message = f"epoch {epoch + 1}/{config.epochs}  loss {float(jnp.mean(jnp.stack(losses))):.4f}"
+        message = (
+            f"epoch {epoch + 1}/{config.epochs}  loss {float(jnp.mean(jnp.stack(losses))):.4f}"
+        )
         if evaluate is not None:
             metrics = evaluate(bind(model, variables))
             message += "".join(f"  {name} {value:.3f}" for name, value in metrics.items())

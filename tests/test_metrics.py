@@ -78,7 +78,10 @@ def test_black_image_keeps_exactly_round_alpha_hw_pixels_with_ties(alpha):
     image = jnp.asarray(np.random.default_rng(0).uniform(0.1, 1.0, size=(5, 5, 1)), jnp.float32)
     num_kept = kept_pixel_count(alpha, 5, 5)
     assert num_kept == round(alpha * 25)  # 0.3 -> round(7.5) = 8 (half to even)
-    for saliency in (jnp.zeros((5, 5)), jnp.round(jnp.asarray(np.random.default_rng(1).uniform(size=(5, 5))))):
+    for saliency in (
+        jnp.zeros((5, 5)),
+        jnp.round(jnp.asarray(np.random.default_rng(1).uniform(size=(5, 5)))),
+    ):
         black = black_image(image, saliency, num_kept)
         kept = np.asarray(black[..., 0] != 0)
         assert kept.sum() == num_kept

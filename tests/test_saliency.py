@@ -30,7 +30,9 @@ def test_cam_equals_grad_cam_for_gap_dense_head_eq12(output):
     logits = model.logits(a)
     c = int(jnp.argmax(logits))  # relu: a class with positive logit, so dY/dS = 1
     assert float(logits[c]) > 0 or output != "relu"
-    np.testing.assert_allclose(normalised(cam(model, a, c)), normalised(grad_cam(model, a, c)), atol=1e-6)
+    np.testing.assert_allclose(
+        normalised(cam(model, a, c)), normalised(grad_cam(model, a, c)), atol=1e-6
+    )
 
 
 def test_grad_cam_weights_are_dense_weights_over_z():
@@ -107,7 +109,9 @@ def test_alpha_by_hand():
 def saturated_softmax_model(bias):
     model = head_model(channels=4, num_classes=2, output="softmax", size=4)
     kernel = jnp.array([[0.3, -0.2], [-0.1, 0.4], [0.2, 0.1], [-0.3, -0.2]])
-    return bind(model.module, {"params": {"classifier": {"kernel": kernel, "bias": jnp.array(bias)}}})
+    return bind(
+        model.module, {"params": {"classifier": {"kernel": kernel, "bias": jnp.array(bias)}}}
+    )
 
 
 def asymptotic_map(model, a, c):
@@ -135,7 +139,9 @@ def test_softmax_failure_of_section_5_3_and_the_stable_form(c):
     np.testing.assert_array_equal(naive, 0.0)  # the paper's all-zero map
     stable = grad_cam_plus_plus(model, a, c)
     assert bool(jnp.all(jnp.isfinite(stable))) and float(jnp.max(stable)) > 0
-    np.testing.assert_allclose(normalised(stable), normalised(asymptotic_map(model, a, c)), atol=1e-5)
+    np.testing.assert_allclose(
+        normalised(stable), normalised(asymptotic_map(model, a, c)), atol=1e-5
+    )
 
 
 @pytest.mark.parametrize("c", [0, 1])
@@ -147,14 +153,18 @@ def test_stable_and_naive_forms_agree_at_moderate_logits(c):
     assert float(jnp.max(naive)) > 0
     np.testing.assert_allclose(normalised(stable), normalised(naive), atol=2e-6)
     np.testing.assert_allclose(
-        normalised(grad_cam(model, a, c)), normalised(grad_cam(model, a, c, form="naive")), atol=2e-6
+        normalised(grad_cam(model, a, c)),
+        normalised(grad_cam(model, a, c, form="naive")),
+        atol=2e-6,
     )
 
 
 def test_naive_exp_overflow_never_reaches_the_map():
     model = head_model(channels=3, num_classes=2, output="exp", size=4)
     kernel = model.variables["params"]["classifier"]["kernel"]
-    huge = bind(model.module, {"params": {"classifier": {"kernel": kernel, "bias": jnp.array([1e4, 1e4])}}})
+    huge = bind(
+        model.module, {"params": {"classifier": {"kernel": kernel, "bias": jnp.array([1e4, 1e4])}}}
+    )
     a = random_feature_map((4, 4, 3))
     saliency = grad_cam_plus_plus(huge, a, 0, form="naive")
     assert bool(jnp.all(jnp.isfinite(saliency)))

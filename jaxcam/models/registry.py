@@ -12,6 +12,8 @@ from typing import Any
 import flax.linen as nn
 
 from jaxcam.models.base import CAMClassifier
+from jaxcam.models.inception_resnet_v2 import inception_resnet_v2
+from jaxcam.models.resnet import resnet18, resnet50
 from jaxcam.models.small_cnn import SmallCNN
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
@@ -61,9 +63,6 @@ def create_model(
 
 
 register_model("small_cnn", SmallCNN, input_size=128)
-
-from jaxcam.models.inception_resnet_v2 import inception_resnet_v2  # noqa: E402
-from jaxcam.models.resnet import resnet18, resnet50  # noqa: E402
 
 register_model("resnet18", resnet18, input_size=224)
 register_model("resnet50", resnet50, input_size=224)

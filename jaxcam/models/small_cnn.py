@@ -12,10 +12,10 @@ class SmallCNN(nn.Module):
     """Stages of (conv3x3 -> BatchNorm -> ReLU) x 2, a 2x2 max-pool between stages.
 
     Input (B, H, W, C) -> feature map A (B, H / 2^(S-1), W / 2^(S-1), widths[-1]).
-    With the defaults a 128x128 image gives a 16x16x128 map.
+    With the defaults a 128x128 image gives a 16x16x64 map.
     """
 
-    widths: tuple[int, ...] = (16, 32, 64, 128)
+    widths: tuple[int, ...] = (8, 16, 32, 64)
     min_input_size: ClassVar[int] = 8
 
     @nn.compact

@@ -1,0 +1,25 @@
+# Two entry points on a fresh machine (Python >= 3.11):
+#   make demo   set up .venv, install jaxcam, run the phantom experiment (Table 1 + Figure 1)
+#   make test   set up .venv, install jaxcam with test extras, run the test suite
+PYTHON ?= python3
+VENV ?= .venv
+PY := $(VENV)/bin/python
+
+.PHONY: demo test bench clean
+
+$(VENV)/.installed: pyproject.toml
+	$(PYTHON) -m venv $(VENV)
+	$(PY) -m pip install --quiet --disable-pip-version-check -e ".[test]"
+	touch $@
+
+demo: $(VENV)/.installed
+	$(PY) experiments/phantom.py
+
+test: $(VENV)/.installed
+	$(PY) -m pytest
+
+bench: $(VENV)/.installed
+	$(PY) benchmarks/bench_exact.py
+
+clean:
+	rm -rf $(VENV) results
