@@ -36,6 +36,7 @@ import numpy as np
 import optax
 
 import jaxcam
+from jaxcam.checks import check_alpha
 from jaxcam.data import batches, load_phantom
 from jaxcam.train import TrainConfig, accuracy, train
 from jaxcam.viz import save_figure
@@ -57,6 +58,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
 
 def main(argv: list[str] | None = None) -> dict:
     args = parse_args(argv)
+    if args.alpha is not None:
+        check_alpha(args.alpha)
     start = time.perf_counter()
     sizes = None
     if args.split_sizes:
