@@ -13,7 +13,9 @@ rule along ``e_xyk`` gives exactly::
 
     d^m f / dA_xyk^m = w_xy^m * d^m g / dp_k^m
 
-so only the K pooled directions are needed (:func:`pure_derivatives_pooled`).
+so only the K pooled directions are needed (:func:`pure_derivatives_pooled`). When
+the head then starts with a dense layer (kernel M), the directions are pushed
+past it analytically (row k of M), so no per-direction matmul is done at all.
 
 Every function here traces its body under ``jax.default_matmul_precision
 ("highest")``: on GPUs the default float32 matmul precision is TF32-like and third
@@ -95,49 +97,91 @@ def pure_derivatives(
     """
     _check_order(order)
     x = jnp.asarray(x)
-    with jax.default_matmul_precision("highest"):
-        first = jax.grad(f)(x)
-        if order == 1:
-            return (first,)
-        size = x.size
-
-        def along_basis(index: Array) -> tuple[Array, ...]:
-            basis = jax.nn.one_hot(index, size, dtype=x.dtype).reshape(x.shape)
-            return directional_derivatives(f, x, basis, order)[2:]
-
-        higher = jax.lax.map(
-            along_basis, jnp.arange(size), batch_size=_auto_chunk(size, size, chunk_size)
-        )
-    return (first, *(h.reshape(x.shape) for h in higher))
+    flat = x.reshape(-1)
+    derivatives = derivatives_along(
+        lambda y: f(y.reshape(x.shape)), flat, None, order, chunk_size=chunk_size
+    )
+    return tuple(d.reshape(x.shape) for d in derivatives)
 
 
-def pure_derivatives_pooled(
-    g: ScalarFn,
-    pooled: Array,
-    pool_weights: Array,
+def derivatives_along(
+    h: ScalarFn,
+    x: Array,
+    directions: Array | None,
     order: int = 3,
     *,
     chunk_size: int | None = None,
 ) -> tuple[Array, ...]:
-    """Pure derivatives w.r.t. A of ``f(A) = g(P(A))``, ``P(A)_k = sum_xy w_xy A_xyk``.
-
-    Exact, through the K pooled directions instead of the h*w*K directions of A.
+    """``D^m h(x)[u_k, ..., u_k]`` for each direction ``u_k``, m = 1..order.
 
     Args:
-      g: scalar function of the pooled features p (K,).
-      pooled: p = P(A), shape (K,).
-      pool_weights: w, shape (h, w); global average pooling is ``full((h, w), 1/z)``.
+      h: scalar function of a vector x (n,).
+      x: point (n,).
+      directions: U (K, n), one direction per row; ``None`` means the n basis
+        directions (U = identity, never materialised).
       order: highest order.
-      chunk_size: pooled directions vmapped at once (``None``: all K).
+      chunk_size: directions vmapped at once (``None``: automatic).
 
     Returns:
-      ``order`` arrays of shape (h, w, K): ``w_xy^m * d^m g / dp_k^m``.
+      ``order`` arrays of shape (K,): order 1 is ``U @ grad h(x)`` (one ``jax.grad``),
+      orders >= 2 come from a nested ``jax.jvp`` along each direction.
     """
-    if pooled.ndim != 1:
-        raise ValueError(f"pooled features must have shape (K,), got {pooled.shape}")
+    _check_order(order)
+    with jax.default_matmul_precision("highest"):
+        gradient = jax.grad(h)(x)
+        first = gradient if directions is None else directions @ gradient
+        if order == 1:
+            return (first,)
+        size = x.size
+
+        def along(direction: Array) -> tuple[Array, ...]:
+            if directions is None:  # a basis index
+                direction = jax.nn.one_hot(direction, size, dtype=x.dtype)
+            return directional_derivatives(h, x, direction, order)[2:]
+
+        rows = jnp.arange(size) if directions is None else directions
+        count = rows.shape[0]
+        higher = jax.lax.map(along, rows, batch_size=_auto_chunk(count, size, chunk_size))
+    return (first, *higher)
+
+
+def pure_derivatives_pooled(
+    h: ScalarFn,
+    projected: Array,
+    pool_weights: Array,
+    projection: Array | None = None,
+    order: int = 3,
+    *,
+    chunk_size: int | None = None,
+) -> tuple[Array, ...]:
+    """Pure derivatives w.r.t. A of ``f(A) = h(P(A) M)``, ``P(A)_k = sum_xy w_xy A_xyk``.
+
+    Exact, through K directions instead of the h*w*K directions of A: along
+    ``e_xyk`` the argument of h moves by ``w_xy M_k`` (row k of M), so
+    ``d^m f / dA_xyk^m = w_xy^m D^m h[M_k, ..., M_k]``. Passing the head's first
+    dense kernel as M means the nested jvps start *after* that layer: the K
+    directions are its rows, and nothing is pushed through the dense layer.
+
+    Args:
+      h: scalar function of the projected features s = P(A) M (m,).
+      projected: s at the explained A, (m,).
+      pool_weights: w, (h, w); global average pooling is ``full((h, w), 1/z)``.
+      projection: M, (K, m); ``None`` means the identity (h takes P(A) itself).
+      order: highest order.
+      chunk_size: directions vmapped at once (``None``: automatic).
+
+    Returns:
+      ``order`` arrays of shape (h, w, K).
+    """
+    if projected.ndim != 1:
+        raise ValueError(f"projected features must have shape (m,), got {projected.shape}")
     if pool_weights.ndim != 2:
         raise ValueError(f"pool_weights must have shape (h, w), got {pool_weights.shape}")
-    per_channel = pure_derivatives(g, pooled, order, chunk_size=chunk_size)
+    if projection is not None and (projection.ndim != 2 or projection.shape[1] != projected.size):
+        raise ValueError(
+            f"projection must have shape (K, {projected.size}), got {projection.shape}"
+        )
+    per_channel = derivatives_along(h, projected, projection, order, chunk_size=chunk_size)
     return tuple(
         (pool_weights**m)[..., None] * d[None, None, :] for m, d in enumerate(per_channel, 1)
     )

@@ -112,5 +112,23 @@ def test_bad_arguments():
         pure_derivatives(f, jnp.ones(3), order=0)
     with pytest.raises(ValueError, match="chunk_size"):
         pure_derivatives(f, jnp.ones(3), chunk_size=0)
-    with pytest.raises(ValueError, match="pooled features"):
+    with pytest.raises(ValueError, match="projected features"):
         pure_derivatives_pooled(f, jnp.ones((2, 3)), jnp.ones((2, 2)))
+
+
+def test_pooled_path_through_a_dense_projection_matches_general_path():
+    # f(A) = h(GAP(A) M): the K directions are the rows of M, nothing is pushed through M.
+    with jax.enable_x64(True):
+        rng = np.random.default_rng(8)
+        projection = jnp.asarray(rng.normal(size=(5, 4)))
+        h = lambda s: jax.nn.log_softmax(s)[1] + jnp.sum(jnp.sin(s))
+        f = lambda a: h(jnp.mean(a, axis=(0, 1)) @ projection)
+        a = jnp.asarray(rng.normal(size=(2, 3, 5)))
+        weights = global_average_pool_weights(2, 3, a.dtype)
+        pooled = pure_derivatives_pooled(
+            h, jnp.mean(a, axis=(0, 1)) @ projection, weights, projection
+        )
+        for got, want in zip(pooled, pure_derivatives(f, a), strict=True):
+            np.testing.assert_allclose(got, want, rtol=1e-10, atol=1e-13)
+    with pytest.raises(ValueError, match="projection must have shape"):
+        pure_derivatives_pooled(h, jnp.ones(4), jnp.ones((2, 2)), jnp.ones((5, 3)))

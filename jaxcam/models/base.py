@@ -108,9 +108,15 @@ class CAMClassifier(nn.Module):
 
     def pooled_logits(self, pooled: Array) -> Array:
         """Pooled features (..., K) -> logits S (..., classes)."""
-        for dense in self.mlp:
-            pooled = nn.gelu(dense(pooled))
-        return self.classifier(pooled)
+        layers = [*self.mlp, self.classifier]
+        return self.logits_after_first_layer(layers[0](pooled))
+
+    def logits_after_first_layer(self, x: Array) -> Array:
+        """Output of the first dense layer after pooling (bias included) -> logits."""
+        layers = [*self.mlp, self.classifier]
+        for dense in layers[1:]:
+            x = dense(nn.gelu(x))
+        return x
 
     def logits(self, feature_map: Array) -> Array:
         """Feature map A (..., h, w, K) -> logits S (..., classes)."""
@@ -164,6 +170,19 @@ class SplitModel:
     def pooled_logits(self, pooled: Array) -> Array:
         """Pooled features p (K,) -> logits S (classes,)."""
         return self._apply(CAMClassifier.pooled_logits, pooled)
+
+    def first_layer(self) -> tuple[Array, Array]:
+        """Kernel (K, m) and bias (m,) of the dense layer right after pooling.
+
+        With it the exact derivatives start after that layer (the fast path of
+        :func:`jaxcam.derivatives.pure_derivatives_pooled`).
+        """
+        layer = self.variables["params"]["hidden_0" if self.module.hidden else "classifier"]
+        return layer["kernel"], layer["bias"]
+
+    def logits_after_first_layer(self, x: Array) -> Array:
+        """First dense layer's output (m,) -> logits S (classes,)."""
+        return self._apply(CAMClassifier.logits_after_first_layer, x)
 
     def scores(self, image: Array) -> Array:
         """Image (H, W, C) -> scores Y (classes,): the model's output."""

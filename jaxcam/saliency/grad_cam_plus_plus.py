@@ -3,7 +3,8 @@
 ``derivatives="exact"`` (default) takes the pure second and third derivatives of
 the class score with nested ``jax.jvp`` (:mod:`jaxcam.derivatives`), for any head;
 through the pooled features when the head starts with global average pooling
-(O(N*K) instead of O(N^2)). ``derivatives="closed_form"`` is what public CAM
+(O(N*K) instead of O(N^2)), with the K directions
+taken past the first dense layer analytically (rows of its kernel). ``derivatives="closed_form"`` is what public CAM
 libraries compute: ``d2 = g^2``, ``d3 = g^3`` with ``g = dS^c/dA`` the gradient of
 the class *logit*, exact only for ``Y = exp(S)`` with S linear in A.
 
@@ -65,23 +66,26 @@ def grad_cam_plus_plus_derivatives(
             g = jax.grad(lambda a: model.logits(a)[class_index])(feature_map)
         return g, g * g, g * g * g
 
-    score_of_logits = class_score(
-        score or model.output, class_index, model.logits(feature_map), form
-    )
-    use_pooled = path == "pooled" or (path == "auto" and model.has_linear_pooling)
-    if use_pooled:
-        if not model.has_linear_pooling:
-            raise ValueError("path='pooled' needs a model whose head starts with GAP")
-        height, width, _ = feature_map.shape
-        return pure_derivatives_pooled(
-            lambda p: score_of_logits(model.pooled_logits(p)),
-            jnp.mean(feature_map, axis=(0, 1)),
-            global_average_pool_weights(height, width, feature_map.dtype),
-            chunk_size=chunk_size,
+    with jax.default_matmul_precision("highest"):  # also for S(A0) and the projection
+        score_of_logits = class_score(
+            score or model.output, class_index, model.logits(feature_map), form
         )
-    return pure_derivatives(
-        lambda a: score_of_logits(model.logits(a)), feature_map, chunk_size=chunk_size
-    )
+        use_pooled = path == "pooled" or (path == "auto" and model.has_linear_pooling)
+        if use_pooled:
+            if not model.has_linear_pooling:
+                raise ValueError("path='pooled' needs a model whose head starts with GAP")
+            height, width, _ = feature_map.shape
+            kernel, bias = model.first_layer()
+            return pure_derivatives_pooled(
+                lambda s: score_of_logits(model.logits_after_first_layer(s + bias)),
+                jnp.mean(feature_map, axis=(0, 1)) @ kernel,
+                global_average_pool_weights(height, width, feature_map.dtype),
+                kernel,
+                chunk_size=chunk_size,
+            )
+        return pure_derivatives(
+            lambda a: score_of_logits(model.logits(a)), feature_map, chunk_size=chunk_size
+        )
 
 
 def grad_cam_plus_plus_alpha(feature_map: Array, d2: Array, d3: Array) -> Array:
