@@ -271,14 +271,15 @@ def phantom_model(args: argparse.Namespace) -> tuple[SplitModel, Array, dict]:
     model = jaxcam.create_model("small_cnn", num_classes=2, output=args.output)
     config = TrainConfig(epochs=args.epochs, seed=args.seed)
     batch_size = min(config.batch_size, args.train_size)
-    trained = train(
-        model,
-        lambda epoch: epoch_batches(
-            data.images, data.labels, batch_size, args.seed * 1000 + epoch
-        ),
-        data.images.shape[1:],
-        config,
-    )
+    with jax.numpy_dtype_promotion("standard"):  # optax's Adam is not strict-promotion clean
+        trained = train(
+            model,
+            lambda epoch: epoch_batches(
+                data.images, data.labels, batch_size, args.seed * 1000 + epoch
+            ),
+            data.images.shape[1:],
+            config,
+        )
     test_accuracy = accuracy(trained, test.images, test.labels)
     feature_maps = jax.jit(jax.vmap(trained.features))(jnp.asarray(test.images))
     print(

@@ -1,0 +1,147 @@
+"""Exact versus closed-form Grad-CAM++: time per batch, their ratio, the general path.
+
+Command::
+
+    python benchmarks/bench_exact.py            # CPU-sized defaults; GPU sizes on a GPU
+    python benchmarks/bench_exact.py --batch 64 --repeats 20
+
+Every case runs under ``jax.default_matmul_precision("highest")``, compiled once,
+timed as the median of ``--repeats`` runs (``block_until_ready``). Prints one line
+per case::
+
+    case                                    | closed ms | exact ms | ratio
+    head 7x7x2048 -> 1000 softmax, batch B  | ...       | ...      | ...
+
+* ``head``: Grad-CAM++ maps from feature maps A (no backbone): GAP -> dense(C) ->
+  the named score. ``exact`` is the default fast path (K directions, past the dense
+  layer); ``closed`` is d2 = g^2, d3 = g^3.
+* ``phantom``: from images through the small CNN (128x128, 16x16x64 map), what a
+  user runs on a data set.
+* ``general``: the O(N^2) nested-jvp path along all h*w*K basis directions, time
+  per image (8x8x512 on CPU; 7x7x2048 with 1000 classes on a GPU).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import time
+from collections.abc import Callable
+from typing import ClassVar
+
+import flax.linen as nn
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxcam
+from jaxcam.models import CAMClassifier, bind
+
+
+class FeatureMapInput(nn.Module):
+    """Identity backbone: the 'image' is the feature map A itself."""
+
+    min_input_size: ClassVar[int] = 1
+
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        return x
+
+
+def head_only_model(height: int, channels: int, classes: int, output: str):
+    module = CAMClassifier(
+        backbone=FeatureMapInput(),
+        num_classes=classes,
+        output=output,
+        in_channels=channels,
+        pixel_mean=0.0,
+        pixel_std=1.0,
+    )
+    variables = module.init(jax.random.key(0), jnp.zeros((1, height, height, channels)))
+    return bind(module, variables)
+
+
+def median_seconds(fn: Callable[[], jax.Array], repeats: int) -> float:
+    jax.block_until_ready(fn())  # compile
+    times = []
+    for _ in range(repeats):
+        start = time.perf_counter()
+        jax.block_until_ready(fn())
+        times.append(time.perf_counter() - start)
+    return statistics.median(times)
+
+
+def map_step(model, **options):
+    """Jitted batch step: images (B, H, W, C) -> normalised maps, as saliency_maps runs it."""
+    method = jaxcam.SALIENCY_METHODS["grad_cam_plus_plus"]
+
+    @jax.jit
+    def step(model, images):
+        def one(image):
+            saliency, _ = jaxcam.saliency.saliency_map(
+                model, image, None, lambda m, a, c: method(m, a, c, **options)
+            )
+            return saliency
+
+        return jax.vmap(one)(images)
+
+    return step
+
+
+def compare(name: str, model, images, repeats: int, **options) -> None:
+    closed = map_step(model, derivatives="closed_form")
+    exact = map_step(model, derivatives="exact", **options)
+    t_closed = median_seconds(lambda: closed(model, images), repeats)
+    t_exact = median_seconds(lambda: exact(model, images), repeats)
+    print(
+        f"{name:<48} | {1e3 * t_closed:9.2f} | {1e3 * t_exact:9.2f} | {t_exact / t_closed:6.2f}",
+        flush=True,
+    )
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description="exact vs closed-form Grad-CAM++ timings")
+    on_gpu = jax.default_backend() == "gpu"
+    parser.add_argument("--batch", type=int, default=64 if on_gpu else 16)
+    parser.add_argument("--repeats", type=int, default=10 if on_gpu else 3)
+    args = parser.parse_args()
+    print(
+        f"backend {jax.default_backend()}, device {jax.devices()[0].device_kind}, "
+        f"jax {jax.__version__}"
+    )
+    print(f"{'case':<48} | closed ms | exact ms  | ratio")
+    rng = np.random.default_rng(0)
+    batch = args.batch
+    with jax.default_matmul_precision("highest"):
+        for score in ("exp", "softmax"):
+            model = head_only_model(7, 2048, 1000, score)
+            maps = jnp.asarray(rng.uniform(size=(batch, 7, 7, 2048)), jnp.float32)
+            compare(f"head 7x7x2048 -> 1000 {score}, batch {batch}", model, maps, args.repeats)
+
+        phantom = jaxcam.create_model("small_cnn", num_classes=2, output="relu")
+        variables = phantom.init(jax.random.key(0), jnp.zeros((1, 128, 128, 1)))
+        images = jnp.asarray(rng.uniform(size=(batch, 128, 128, 1)), jnp.float32)
+        for score in ("exp", "softmax"):
+            compare(
+                f"phantom 128x128 (16x16x64) {score} score, batch {batch}",
+                bind(phantom, variables),
+                images,
+                args.repeats,
+                score=score,
+            )
+
+        size, channels, classes, per = (7, 2048, 1000, 2) if on_gpu else (8, 512, 10, 2)
+        model = head_only_model(size, channels, classes, "softmax")
+        maps = jnp.asarray(rng.uniform(size=(per, size, size, channels)), jnp.float32)
+        general = map_step(model, derivatives="exact", path="general")
+        pooled = map_step(model, derivatives="exact", path="pooled")
+        t_general = median_seconds(lambda: general(model, maps), max(1, args.repeats // 2))
+        t_pooled = median_seconds(lambda: pooled(model, maps), args.repeats)
+        print(
+            f"general path {size}x{size}x{channels} -> {classes} softmax: "
+            f"{1e3 * t_general / per:.1f} ms/image (fast pooled path {1e3 * t_pooled / per:.2f} "
+            f"ms/image, batch {per})"
+        )
+
+
+if __name__ == "__main__":
+    main()
