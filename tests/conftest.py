@@ -6,9 +6,9 @@ from typing import ClassVar
 
 import flax.linen as nn
 import jax
+import jax.extend
 import jax.numpy as jnp
 import numpy as np
-import pytest
 
 from jaxcam.models import CAMClassifier, bind
 
@@ -57,6 +57,16 @@ def random_feature_map(shape, seed: int = 1, dtype=jnp.float32) -> jax.Array:
     return jnp.asarray(np.random.default_rng(seed).uniform(0.0, 1.0, size=shape), dtype)
 
 
-@pytest.fixture
-def make_head_model():
-    return head_model
+def dot_precisions(closed_jaxpr) -> list:
+    """The precision of every dot_general in a traced program, sub-jaxprs included."""
+    found = []
+
+    def walk(jaxpr):
+        for eqn in jaxpr.eqns:
+            if eqn.primitive.name == "dot_general":
+                found.append(eqn.params["precision"])
+            for sub in jax.extend.core.jaxprs_in_params(eqn.params):
+                walk(sub)
+
+    walk(closed_jaxpr.jaxpr)
+    return found

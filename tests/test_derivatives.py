@@ -5,6 +5,7 @@ import jax.extend
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import dot_precisions
 
 from jaxcam.derivatives import (
     directional_derivatives,
@@ -86,19 +87,6 @@ def test_derivatives_trace_at_highest_precision_whatever_the_default():
     with jax.default_matmul_precision("bfloat16"):
         jaxpr = jax.make_jaxpr(lambda x: pure_derivatives(f, x))(a)
         plain = jax.make_jaxpr(f)(a)
-
-    def dot_precisions(closed):
-        found = []
-
-        def walk(jaxpr):
-            for eqn in jaxpr.eqns:
-                if eqn.primitive.name == "dot_general":
-                    found.append(eqn.params["precision"])
-                for sub in jax.extend.core.jaxprs_in_params(eqn.params):
-                    walk(sub)
-
-        walk(closed.jaxpr)
-        return found
 
     highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
     assert dot_precisions(plain) and all(p != highest for p in dot_precisions(plain))

@@ -4,7 +4,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
-from conftest import head_model, random_feature_map
+from conftest import dot_precisions, head_model, random_feature_map
 
 from jaxcam.models import bind
 from jaxcam.saliency import (
@@ -223,3 +223,14 @@ def test_bad_inputs_raise_clear_errors():
         grad_cam_plus_plus(model, jnp.zeros((4, 4, 3)), 0, derivatives="approx")
     with pytest.raises(ValueError, match="score form"):
         grad_cam_plus_plus(model, jnp.zeros((4, 4, 3)), 0, form="fast")
+
+
+@pytest.mark.parametrize("path", ["pooled", "general"])
+def test_grad_cam_plus_plus_derivatives_run_at_highest_precision(path):
+    model = head_model(channels=3, num_classes=4, output="softmax", hidden=(5,), size=2)
+    a = random_feature_map((2, 2, 3))
+    with jax.default_matmul_precision("bfloat16"):
+        traced = jax.make_jaxpr(lambda x: grad_cam_plus_plus_derivatives(model, x, 1, path=path))(a)
+    found = dot_precisions(traced)
+    highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
+    assert found and all(p == highest for p in found)

@@ -3,9 +3,9 @@
 ``derivatives="exact"`` (default) takes the pure second and third derivatives of
 the class score with nested ``jax.jvp`` (:mod:`jaxcam.derivatives`), for any head;
 through the pooled features when the head starts with global average pooling
-(O(N*K) instead of O(N^2)), with the K directions
-taken past the first dense layer analytically (rows of its kernel). ``derivatives="closed_form"`` is what public CAM
-libraries compute: ``d2 = g^2``, ``d3 = g^3`` with ``g = dS^c/dA`` the gradient of
+(O(N*K) instead of O(N^2)), with the K directions taken past the first dense
+layer analytically (rows of its kernel). ``derivatives="closed_form"`` is what
+public CAM libraries compute: ``d2 = g^2``, ``d3 = g^3`` with ``g = dS^c/dA`` the gradient of
 the class *logit*, exact only for ``Y = exp(S)`` with S linear in A.
 
 Zero-denominator convention: where ``2 d2 + sum_ab A_ab d3 == 0`` (or is not
