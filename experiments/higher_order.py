@@ -69,21 +69,19 @@ from __future__ import annotations
 import argparse
 import functools
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 from typing import Any
 
-import flax
 import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-import optax
 
 import jaxcam
 from jaxcam.data import phantom_split
+from jaxcam.evaluation import software_versions
 from jaxcam.models import CAMClassifier, SplitModel, bind
 from jaxcam.saliency import (
     grad_cam_plus_plus,
@@ -374,15 +372,7 @@ def main(argv: list[str] | None = None) -> dict:
             "class": "predicted (argmax of the logits)",
         },
         "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
-        "versions": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "flax": flax.__version__,
-            "optax": optax.__version__,
-            "numpy": np.__version__,
-            "jaxcam": jaxcam.__version__,
-            "backend": jax.default_backend(),
-        },
+        "versions": software_versions(),
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))

@@ -25,19 +25,16 @@ from __future__ import annotations
 
 import argparse
 import json
-import platform
 import sys
 import time
 from pathlib import Path
 
-import flax
-import jax
 import numpy as np
-import optax
 
 import jaxcam
 from jaxcam.checks import check_alpha
 from jaxcam.data import batches, load_phantom
+from jaxcam.evaluation import software_versions
 from jaxcam.train import TrainConfig, accuracy, train
 from jaxcam.viz import save_figure
 
@@ -126,15 +123,7 @@ def main(argv: list[str] | None = None) -> dict:
             "batch_size": config.batch_size,
             "learning_rate": config.learning_rate,
         },
-        "versions": {
-            "python": platform.python_version(),
-            "jax": jax.__version__,
-            "flax": flax.__version__,
-            "optax": optax.__version__,
-            "numpy": np.__version__,
-            "jaxcam": jaxcam.__version__,
-            "backend": jax.default_backend(),
-        },
+        "versions": software_versions(),
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     (out / "results.json").write_text(json.dumps(results, indent=2))

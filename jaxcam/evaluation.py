@@ -157,3 +157,23 @@ def format_table(evaluation: Evaluation) -> str:
     lines = [" | ".join(cell.ljust(w) for cell, w in zip(row, widths, strict=True)) for row in rows]
     lines.insert(1, "-+-".join("-" * w for w in widths))
     return "\n".join(lines)
+
+
+def software_versions() -> dict[str, str]:
+    """Versions and backend that produced a result, for results files."""
+    import platform
+
+    import flax
+    import optax
+
+    from jaxcam import __version__
+
+    return {
+        "python": platform.python_version(),
+        "jax": jax.__version__,
+        "flax": flax.__version__,
+        "optax": optax.__version__,
+        "numpy": np.__version__,
+        "jaxcam": __version__,
+        "backend": jax.default_backend(),
+    }

@@ -45,7 +45,7 @@ def classification_loss(logits: Array, labels: Array, output: str) -> Array:
 
 def init_variables(model: CAMClassifier, image_shape: tuple[int, ...], seed: int) -> Any:
     """Variables of ``model`` for images of shape (H, W, C)."""
-    return model.init(jax.random.key(seed), jnp.zeros((1, *image_shape), jnp.float32))
+    return jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, *image_shape), jnp.float32))
 
 
 def make_train_step(
