@@ -16,7 +16,9 @@ every derivative 0. With ``A0`` the explained feature map:
   ``1 - Y``, which underflows even in float64; dividing it out in log space keeps
   the derivatives exact.
 
-Both are exactly O(1) at A0 and never under- or overflow. ``exp`` is scored by
+Both are exactly O(1) at A0 and never under- or overflow. Their logsumexps carry
+custom JVP rules (:func:`expectation`) under which nested ``jax.jvp`` along many
+directions turns the sums over classes into matrix products. ``exp`` is scored by
 ``exp(S_c - S_c(A0))``. The ``naive`` form differentiates Y itself, to reproduce the
 paper.
 """
@@ -27,6 +29,7 @@ from collections.abc import Callable
 
 import jax
 import jax.numpy as jnp
+from jax.custom_derivatives import SymbolicZero
 
 from jaxcam.models.base import check_output_activation
 
@@ -72,11 +75,61 @@ def class_score(
     return _stable_softmax_score(class_index, reference_logits)
 
 
+@jax.custom_jvp
+def expectation(values: Array, logits: Array) -> Array:
+    """``E_p[values] = sum_j values_j softmax(logits)_j`` over the last axis.
+
+    Its JVP is written with ``expectation`` itself, so nested ``jax.jvp`` keeps
+    differentiating through this rule::
+
+        d E_p[v] = E_p[dv] + E_p[v * ds] - E_p[v] E_p[ds]
+
+    Along a direction ``u`` of the logits, the products ``v * u`` (u, u^2, u^3 ...)
+    do not depend on the example, and every sum over classes is a dot product with
+    ``softmax(logits)``: under ``vmap`` over directions and examples these become
+    matrix products, instead of (examples, directions, classes) elementwise work.
+    """
+    return values @ jax.nn.softmax(logits)
+
+
+def _expectation_jvp(primals, tangents):
+    values, logits = primals
+    d_values, d_logits = tangents
+    out = expectation(values, logits)
+    tangent = jnp.zeros_like(out)
+    if not isinstance(d_values, SymbolicZero):
+        tangent = tangent + expectation(d_values, logits)
+    if not isinstance(d_logits, SymbolicZero):
+        tangent = tangent + (
+            expectation(values * d_logits, logits) - out * expectation(d_logits, logits)
+        )
+    return out, tangent
+
+
+expectation.defjvp(_expectation_jvp, symbolic_zeros=True)
+
+
+@jax.custom_jvp
+def logsumexp(logits: Array) -> Array:
+    """``log sum_j exp(logits_j)``; its JVP is ``E_p[d logits]`` (:func:`expectation`)."""
+    return jax.nn.logsumexp(logits)
+
+
+@logsumexp.defjvp
+def _logsumexp_jvp(primals, tangents):
+    (logits,), (d_logits,) = primals, tangents
+    return logsumexp(logits), expectation(d_logits, logits)
+
+
 def _log_softmax_and_complement(logits: Array, class_index: Array) -> tuple[Array, Array]:
     """``(log Y_c, log(1 - Y_c))`` for ``Y = softmax(S)``, both without cancellation."""
-    total = jax.nn.logsumexp(logits)
-    others = jnp.where(jnp.arange(logits.shape[-1]) == class_index, -jnp.inf, logits)
-    return logits[class_index] - total, jax.nn.logsumexp(others) - total
+    total = logsumexp(logits)
+    # Adding a constant mask (not selecting) keeps the tangents of `others` equal to
+    # those of `logits`: they do not depend on the example's class, so directions
+    # stay shared across a batch (the masked class has weight 0 in any case).
+    mask = jnp.where(jnp.arange(logits.shape[-1]) == class_index, -jnp.inf, 0.0)
+    others = logits + mask.astype(logits.dtype)
+    return logits[class_index] - total, logsumexp(others) - total
 
 
 def _stable_softmax_score(class_index: Array, reference_logits: Array) -> Callable[[Array], Array]:
