@@ -30,6 +30,7 @@ import time
 from pathlib import Path
 
 import numpy as np
+import tensorflow_datasets as tfds
 
 import jaxcam
 from jaxcam.checks import check_alpha
@@ -58,6 +59,7 @@ def main(argv: list[str] | None = None) -> dict:
     if args.alpha is not None:
         check_alpha(args.alpha)
     start = time.perf_counter()
+    tfds.disable_progress_bar()
     sizes = None
     if args.split_sizes:
         sizes = dict(

@@ -123,13 +123,14 @@ def _logsumexp_jvp(primals, tangents):
 
 def _log_softmax_and_complement(logits: Array, class_index: Array) -> tuple[Array, Array]:
     """``(log Y_c, log(1 - Y_c))`` for ``Y = softmax(S)``, both without cancellation."""
-    total = logsumexp(logits)
     # Adding a constant mask (not selecting) keeps the tangents of `others` equal to
     # those of `logits`: they do not depend on the example's class, so directions
     # stay shared across a batch (the masked class has weight 0 in any case).
     mask = jnp.where(jnp.arange(logits.shape[-1]) == class_index, -jnp.inf, 0.0)
-    others = logits + mask.astype(logits.dtype)
-    return logits[class_index] - total, logsumexp(others) - total
+    others = logsumexp(logits + mask.astype(logits.dtype))
+    own = logits[class_index]
+    total = jnp.logaddexp(others, own)  # one sum over classes serves both terms
+    return own - total, others - total
 
 
 def _stable_softmax_score(class_index: Array, reference_logits: Array) -> Callable[[Array], Array]:
