@@ -20,6 +20,7 @@ import numpy as np
 import optax
 
 from jaxcam.checks import check_image_batch
+from jaxcam.evaluation import in_batches
 from jaxcam.models.base import CAMClassifier, SplitModel, bind
 
 Array = jax.Array
@@ -83,12 +84,7 @@ def _scores_step(model: SplitModel, images: Array) -> Array:
 def predict_scores(model: SplitModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Scores Y (N, classes) of raw images (N, H, W, C), in fixed-size batches."""
     check_image_batch(images, model.module.in_channels, model.module.min_input_size)
-    outputs = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start : start + batch_size]
-        padded = np.concatenate([chunk, np.zeros_like(images[: batch_size - len(chunk)])])
-        outputs.append(np.asarray(_scores_step(model, jnp.asarray(padded)))[: len(chunk)])
-    return np.concatenate(outputs)
+    return in_batches(lambda x: _scores_step(model, jnp.asarray(x)), [images], batch_size)
 
 
 def accuracy(model: SplitModel, images: np.ndarray, labels: np.ndarray) -> float:
