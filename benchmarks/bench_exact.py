@@ -27,37 +27,13 @@ import argparse
 import statistics
 import time
 from collections.abc import Callable
-from typing import ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxcam
-from jaxcam.models import CAMClassifier, bind
-
-
-class FeatureMapInput(nn.Module):
-    """Identity backbone: the 'image' is the feature map A itself."""
-
-    min_input_size: ClassVar[int] = 1
-
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return x
-
-
-def head_only_model(height: int, channels: int, classes: int, output: str):
-    module = CAMClassifier(
-        backbone=FeatureMapInput(),
-        num_classes=classes,
-        output=output,
-        in_channels=channels,
-        pixel_mean=0.0,
-        pixel_std=1.0,
-    )
-    variables = module.init(jax.random.key(0), jnp.zeros((1, height, height, channels)))
-    return bind(module, variables)
+from jaxcam.models import bind, head_only_model
 
 
 def median_seconds(fn: Callable[[], jax.Array], repeats: int) -> float:
@@ -113,7 +89,7 @@ def main() -> None:
     batch = args.batch
     with jax.default_matmul_precision("highest"):
         for score in ("exp", "softmax"):
-            model = head_only_model(7, 2048, 1000, score)
+            model = head_only_model((7, 7, 2048), 1000, score)
             maps = jnp.asarray(rng.uniform(size=(batch, 7, 7, 2048)), jnp.float32)
             compare(f"head 7x7x2048 -> 1000 {score}, batch {batch}", model, maps, args.repeats)
 
@@ -130,7 +106,7 @@ def main() -> None:
             )
 
         size, channels, classes, per = (7, 2048, 1000, 2) if on_gpu else (8, 512, 10, 2)
-        model = head_only_model(size, channels, classes, "softmax")
+        model = head_only_model((size, size, channels), classes, "softmax")
         maps = jnp.asarray(rng.uniform(size=(per, size, size, channels)), jnp.float32)
         general = map_step(model, derivatives="exact", path="general")
         pooled = map_step(model, derivatives="exact", path="pooled")

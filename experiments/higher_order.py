@@ -15,7 +15,7 @@ of (model, score), on the predicted class (argmax of the logits) of each example
   feature maps ``model.features(image)`` (16x16x64) of ``--test-size`` test images;
   its head is GAP -> dense, the score (exp, softmax, relu) is chosen independently
   of the trained output activation;
-* synthetic heads (a CAMClassifier whose backbone is the identity, so the image is
+* synthetic heads (``jaxcam.models.head_only_model``: the input is the feature map
   A) on ``--examples`` random non-negative feature maps A = relu(N(0, 1)) of shape
   ``--shape``: ``linear exp`` (the closed form is exact), ``mlp exp`` (GELU MLP
   ``--hidden`` between GAP and the class layer), ``linear softmax``, ``saturated
@@ -74,15 +74,14 @@ import time
 from pathlib import Path
 from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 
 import jaxcam
-from jaxcam.data import phantom_split
+from jaxcam.data import batches, phantom_split
 from jaxcam.evaluation import software_versions
-from jaxcam.models import CAMClassifier, SplitModel, bind
+from jaxcam.models import SplitModel, bind, head_only_model
 from jaxcam.saliency import (
     grad_cam_plus_plus,
     grad_cam_plus_plus_alpha,
@@ -94,15 +93,6 @@ from jaxcam.train import TrainConfig, accuracy, train
 Array = jax.Array
 
 PHANTOM_SCORES: tuple[str, ...] = ("exp", "softmax", "relu")
-
-
-class IdentityBackbone(nn.Module):
-    """A = the (normalised) image: with mean 0 and std 1 the image IS the feature map."""
-
-    min_input_size = 1  # no annotation: not a dataclass field (and importlib-loadable)
-
-    def __call__(self, x: Array, train: bool = False) -> Array:
-        return x
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -207,26 +197,6 @@ def summarise(per_example: dict[str, Array]) -> dict[str, Any]:
 # Models and feature maps.
 
 
-def head(
-    shape: tuple[int, int, int],
-    num_classes: int,
-    output: str,
-    hidden: tuple[int, ...] = (),
-    seed: int = 0,
-) -> SplitModel:
-    """A randomly initialised CAMClassifier over A directly (identity backbone)."""
-    module = CAMClassifier(
-        backbone=IdentityBackbone(),
-        num_classes=num_classes,
-        output=output,
-        hidden=hidden,
-        in_channels=shape[-1],
-        pixel_mean=0.0,
-        pixel_std=1.0,
-    )
-    return bind(module, module.init(jax.random.key(seed), jnp.zeros((1, *shape), jnp.float32)))
-
-
 def saturated(model: SplitModel, saturation: float) -> SplitModel:
     """Two-class ``model`` with class biases (-saturation, +saturation)."""
     params = jax.tree.map(lambda v: v, model.variables["params"])  # fresh nested dicts
@@ -236,9 +206,9 @@ def saturated(model: SplitModel, saturation: float) -> SplitModel:
 
 def synthetic_rows(args: argparse.Namespace) -> dict[str, tuple[SplitModel, str, dict]]:
     shape, classes, seed = args.shape, args.classes, args.seed
-    linear = head(shape, classes, "exp", seed=seed)
-    two_class = saturated(head(shape, 2, "softmax", seed=seed), args.saturation)
-    mlp = head(shape, classes, "exp", hidden=(args.hidden,), seed=seed)
+    linear = head_only_model(shape, classes, "exp", seed=seed)
+    two_class = saturated(head_only_model(shape, 2, "softmax", seed=seed), args.saturation)
+    mlp = head_only_model(shape, classes, "exp", hidden=(args.hidden,), seed=seed)
     info = {"shape": list(shape), "classes": classes, "hidden": []}
     return {
         "linear exp": (linear, "exp", info),
@@ -259,14 +229,6 @@ def random_feature_maps(count: int, shape: tuple[int, ...], seed: int) -> Array:
     return jnp.asarray(np.maximum(normal, 0.0), jnp.float32)
 
 
-def epoch_batches(images: np.ndarray, labels: np.ndarray, batch_size: int, seed: int):
-    """Shuffled full batches of one epoch (the last partial batch is dropped)."""
-    order = np.random.default_rng(seed).permutation(len(labels))
-    for start in range(0, len(order) - batch_size + 1, batch_size):
-        chosen = order[start : start + batch_size]
-        yield {"image": images[chosen], "label": labels[chosen]}
-
-
 def phantom_model(args: argparse.Namespace) -> tuple[SplitModel, Array, dict]:
     """Train the small CNN; return it, the test feature maps and a summary."""
     data = phantom_split("train", args.seed, args.image_size, num_images=args.train_size)
@@ -274,15 +236,12 @@ def phantom_model(args: argparse.Namespace) -> tuple[SplitModel, Array, dict]:
     model = jaxcam.create_model("small_cnn", num_classes=2, output=args.output)
     config = TrainConfig(epochs=args.epochs, seed=args.seed)
     batch_size = min(config.batch_size, args.train_size)
-    with jax.numpy_dtype_promotion("standard"):  # optax's Adam is not strict-promotion clean
-        trained = train(
-            model,
-            lambda epoch: epoch_batches(
-                data.images, data.labels, batch_size, args.seed * 1000 + epoch
-            ),
-            data.images.shape[1:],
-            config,
-        )
+    trained = train(
+        model,
+        lambda epoch: batches(data, batch_size, seed=args.seed * 1000 + epoch),
+        data.images.shape[1:],
+        config,
+    )
     test_accuracy = accuracy(trained, test.images, test.labels)
     feature_maps = jax.jit(jax.vmap(trained.features))(jnp.asarray(test.images))
     print(

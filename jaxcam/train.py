@@ -69,8 +69,9 @@ def make_train_step(
         (loss, batch_stats), grads = jax.value_and_grad(loss_and_stats, has_aux=True)(
             variables["params"], variables["batch_stats"], images, labels
         )
-        updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
-        params = optax.apply_updates(variables["params"], updates)
+        with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float scalars
+            updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
+            params = optax.apply_updates(variables["params"], updates)
         return {"params": params, "batch_stats": batch_stats}, opt_state, loss
 
     return step
@@ -116,7 +117,8 @@ def train(
         config.epochs * steps_per_epoch, config.learning_rate, pct_start=0.15
     )
     optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
-    opt_state = optimizer.init(variables["params"])
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float scalars
+        opt_state = optimizer.init(variables["params"])
     step = make_train_step(model, optimizer)
     start = time.perf_counter()
     for epoch in range(config.epochs):

@@ -2,26 +2,14 @@
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import flax.linen as nn
 import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcam.models import CAMClassifier, bind
+from jaxcam.models import head_only_model
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
-
-
-class IdentityBackbone(nn.Module):
-    """A = the normalised image itself: the tests then choose A directly."""
-
-    min_input_size: ClassVar[int] = 1
-
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        return x
 
 
 def head_model(
@@ -33,23 +21,8 @@ def head_model(
     seed: int = 0,
     dtype: jnp.dtype = jnp.float32,
 ):
-    """A bound CAMClassifier whose feature map is its (normalised) input.
-
-    With ``pixel_mean=0, pixel_std=1`` the image *is* A, so per-example saliency
-    functions can be called with any A of shape (size, size, channels).
-    """
-    module = CAMClassifier(
-        backbone=IdentityBackbone(),
-        num_classes=num_classes,
-        output=output,
-        hidden=hidden,
-        in_channels=channels,
-        pixel_mean=0.0,
-        pixel_std=1.0,
-    )
-    variables = module.init(jax.random.key(seed), jnp.zeros((1, size, size, channels), dtype))
-    variables = jax.tree.map(lambda v: v.astype(dtype), variables)
-    return bind(module, variables)
+    """A bound head-only model over A of shape (size, size, channels): features(A) == A."""
+    return head_only_model((size, size, channels), num_classes, output, hidden, seed, dtype)
 
 
 def random_feature_map(shape, seed: int = 1, dtype=jnp.float32) -> jax.Array:

@@ -7,6 +7,7 @@ from jaxcam.models.base import (
     apply_output,
     bind,
 )
+from jaxcam.models.head_only import FeatureMapInput, head_only_model
 from jaxcam.models.inception_resnet_v2 import InceptionResNetV2, inception_resnet_v2
 from jaxcam.models.registry import create_model, default_input_size, model_names, register_model
 from jaxcam.models.resnet import ResNet, resnet18, resnet50
@@ -15,6 +16,7 @@ from jaxcam.models.small_cnn import SmallCNN
 __all__ = [
     "OUTPUT_ACTIVATIONS",
     "CAMClassifier",
+    "FeatureMapInput",
     "InceptionResNetV2",
     "ResNet",
     "SmallCNN",
@@ -23,6 +25,7 @@ __all__ = [
     "bind",
     "create_model",
     "default_input_size",
+    "head_only_model",
     "inception_resnet_v2",
     "model_names",
     "register_model",
