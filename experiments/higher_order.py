@@ -43,7 +43,7 @@ the table; with seed 0::
 
     row               | N  | |S|    | alpha err med/max | corr mean/min   | zero exact/closed/naive
     phantom exp       | 32 | 0.5    | 0.0e+00/0.0e+00   | 1.00000/1.00000 | 0.00/0.00/0.00
-    phantom softmax   | 32 | 0.5    | 8.3e-02/9.8e-01   | 0.98796/0.94847 | 0.00/0.00/0.00
+    phantom softmax   | 32 | 0.5    | 6.9e-02/1.0e+00   | 0.99383/0.98202 | 0.00/0.00/0.00
     phantom relu      | 32 | 0.5    | 1.0e+00/1.0e+00   | n/a             | 1.00/0.00/1.00
     linear exp        | 64 | 0.8    | 1.1e-07/1.1e-07   | 1.00000/1.00000 | 0.00/0.00/0.00
     mlp exp           | 64 | 0.3    | 6.0e-01/1.6e+00   | 0.99094/0.64333 | 0.00/0.00/0.00
