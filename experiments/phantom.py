@@ -7,7 +7,8 @@ Command (what ``make demo`` runs)::
 Builds the phantom data set (TFDS, array_record) under ``results/tfds``, trains
 the small CAM-compatible CNN with the paper's ReLU output (about 2 minutes on 2
 CPU cores; prints one line per epoch), then explains the predicted class of every
-test image with CAM, Grad-CAM and Grad-CAM++ (closed form, as in the paper),
+test image with CAM, Grad-CAM and Grad-CAM++ (closed form, as in the paper; with
+``--output softmax`` or ``exp`` also exact Grad-CAM++),
 chooses BAD's alpha where the methods' black images differ most, and prints::
 
     test accuracy 0.9xx (300 images)
@@ -84,7 +85,12 @@ def main(argv: list[str] | None = None) -> dict:
     test_accuracy = accuracy(trained, test.images, test.labels)
     print(f"test accuracy {test_accuracy:.3f} ({len(test.labels)} images)")
 
-    evaluation = jaxcam.evaluate_methods(trained, test.images, test.labels, alpha=args.alpha)
+    methods = dict(jaxcam.PAPER_METHODS)
+    if args.output in ("softmax", "exp"):  # exact derivatives are informative here
+        methods["Grad-CAM++ exact"] = ("grad_cam_plus_plus", {"derivatives": "exact"})
+    evaluation = jaxcam.evaluate_methods(
+        trained, test.images, test.labels, methods, alpha=args.alpha
+    )
     how = (
         "given" if args.alpha is not None else "chosen where the methods' black images differ most"
     )
@@ -108,9 +114,7 @@ def main(argv: list[str] | None = None) -> dict:
             }
             for name, r in evaluation.results.items()
         },
-        "methods": {
-            name: {"method": m, "options": o} for name, (m, o) in jaxcam.PAPER_METHODS.items()
-        },
+        "methods": {name: {"method": m, "options": o} for name, (m, o) in methods.items()},
         "alpha": evaluation.alpha,
         "alpha_search": {f"{a:.2f}": d for a, d in evaluation.alpha_differences.items()},
         "explained_class": "predicted",
