@@ -153,7 +153,12 @@ class SplitModel:
 
     @property
     def has_linear_pooling(self) -> bool:
-        """True when logits(A) = pooled_logits(GAP(A)): the fast exact derivative path."""
+        """True when ``logits(A) = logits_after_first_layer(GAP(A) @ kernel + bias)``.
+
+        That structure (with :meth:`first_layer`) is what the fast exact derivative
+        path needs; an object implementing this protocol for another head returns
+        False and gets the general path.
+        """
         return True
 
     def _apply(self, method: Callable[..., Array], x: Array) -> Array:
@@ -166,10 +171,6 @@ class SplitModel:
     def logits(self, feature_map: Array) -> Array:
         """Feature map A (h, w, K) -> logits S (classes,)."""
         return self._apply(CAMClassifier.logits, feature_map)
-
-    def pooled_logits(self, pooled: Array) -> Array:
-        """Pooled features p (K,) -> logits S (classes,)."""
-        return self._apply(CAMClassifier.pooled_logits, pooled)
 
     def first_layer(self) -> tuple[Array, Array]:
         """Kernel (K, m) and bias (m,) of the dense layer right after pooling.
