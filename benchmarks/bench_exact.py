@@ -37,6 +37,7 @@ import numpy as np
 
 import jaxcam
 from jaxcam.models import bind, head_only_model
+from jaxcam.saliency import saliency_step
 
 
 def median_seconds(fn: Callable[[], jax.Array], repeats: int) -> float:
@@ -49,26 +50,17 @@ def median_seconds(fn: Callable[[], jax.Array], repeats: int) -> float:
     return statistics.median(times)
 
 
-def map_step(model, **options):
-    """Jitted batch step: images (B, H, W, C) -> normalised maps, as saliency_maps runs it."""
-    method = jaxcam.SALIENCY_METHODS["grad_cam_plus_plus"]
-
-    @jax.jit
-    def step(model, images):
-        def one(image):
-            saliency, _ = jaxcam.saliency.saliency_map(
-                model, image, None, lambda m, a, c: method(m, a, c, **options)
-            )
-            return saliency
-
-        return jax.vmap(one)(images)
-
-    return step
+def map_step(**options):
+    """``(model, images) -> maps``: Grad-CAM++ through the library's jitted batch step."""
+    frozen = tuple(sorted(options.items()))
+    return lambda model, images: saliency_step(
+        model, images, jnp.zeros(images.shape[0], jnp.int32), "grad_cam_plus_plus", frozen, True
+    )[0]
 
 
 def compare(name: str, model, images, repeats: int, **options) -> None:
-    closed = map_step(model, derivatives="closed_form")
-    exact = map_step(model, derivatives="exact", **options)
+    closed = map_step(derivatives="closed_form")
+    exact = map_step(derivatives="exact", **options)
     t_closed = median_seconds(lambda: closed(model, images), repeats)
     t_exact = median_seconds(lambda: exact(model, images), repeats)
     print(
@@ -116,8 +108,8 @@ def main() -> None:
 
         size, channels, classes = (7, 2048, 1000) if on_gpu else (8, 512, 10)
         model = head_only_model((size, size, channels), classes, "softmax")
-        general = map_step(model, derivatives="exact", path="general")
-        pooled = map_step(model, derivatives="exact", path="pooled")
+        general = map_step(derivatives="exact", path="general")
+        pooled = map_step(derivatives="exact", path="pooled")
         for per in (1, args.general_batch):
             maps = jnp.asarray(rng.uniform(size=(per, size, size, channels)), jnp.float32)
             t_general = median_seconds(

@@ -112,7 +112,8 @@ def train(
       log: where progress lines go.
     """
     variables = init_variables(model, image_shape, config.seed)
-    steps_per_epoch = sum(1 for _ in batches_for_epoch(0))
+    first_epoch = list(batches_for_epoch(0))  # read once: counts the steps, then trains
+    steps_per_epoch = len(first_epoch)
     schedule = optax.cosine_onecycle_schedule(
         config.epochs * steps_per_epoch, config.learning_rate, pct_start=0.15
     )
@@ -123,7 +124,8 @@ def train(
     start = time.perf_counter()
     for epoch in range(config.epochs):
         losses = []
-        for batch in _device_batches(batches_for_epoch(epoch)):
+        epoch_batches = first_epoch if epoch == 0 else batches_for_epoch(epoch)
+        for batch in _device_batches(epoch_batches):
             variables, opt_state, loss = step(variables, opt_state, *batch)
             losses.append(loss)
         message = (

@@ -15,6 +15,7 @@ from jaxcam.saliency.maps import (
     register_saliency_method,
     saliency_map,
     saliency_maps,
+    saliency_step,
     upsample,
 )
 from jaxcam.saliency.scores import SCORE_FORMS, class_score
@@ -34,5 +35,6 @@ __all__ = [
     "register_saliency_method",
     "saliency_map",
     "saliency_maps",
+    "saliency_step",
     "upsample",
 ]

@@ -85,14 +85,19 @@ def saliency_map(
 
 
 @functools.partial(jax.jit, static_argnames=("method", "options", "use_predicted"))
-def _saliency_step(
+def saliency_step(
     model: SplitModel,
     images: Array,
     class_indices: Array,
     method: str,
-    options: tuple[tuple[str, Any], ...],
-    use_predicted: bool,
+    options: tuple[tuple[str, Any], ...] = (),
+    use_predicted: bool = False,
 ) -> tuple[Array, Array]:
+    """The jitted batch step behind :func:`saliency_maps`, without its host-side checks.
+
+    ``options`` is a sorted tuple of (name, value) pairs (static); with
+    ``use_predicted`` the predicted classes replace ``class_indices``.
+    """
     per_example = functools.partial(get_saliency_method(method), **dict(options))
 
     def one(image: Array, class_index: Array) -> tuple[Array, Array]:
@@ -127,7 +132,7 @@ def saliency_maps(
     if use_predicted:
         class_indices = np.zeros(images.shape[0], np.int32)
     class_indices = check_class_indices(class_indices, model.num_classes, images.shape[0])
-    return _saliency_step(
+    return saliency_step(
         model,
         jnp.asarray(images),
         jnp.asarray(class_indices),
