@@ -10,8 +10,17 @@ from jaxcam.derivatives import (
     pure_derivatives,
     pure_derivatives_pooled,
 )
-from jaxcam.evaluation import PAPER_METHODS, compute_maps, evaluate_methods, format_table
+from jaxcam.evaluation import (
+    PAPER_METHODS,
+    Evaluation,
+    ReferenceMap,
+    compute_maps,
+    evaluate,
+    evaluate_methods,
+    format_table,
+)
 from jaxcam.metrics import (
+    ALPHA_GRID,
     average_drop,
     black_average_drop,
     black_image,
@@ -39,7 +48,11 @@ from jaxcam.saliency import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "ALPHA_GRID",
     "PAPER_METHODS",
+    "Evaluation",
+    "ReferenceMap",
+    "evaluate",
     "SALIENCY_METHODS",
     "CAMClassifier",
     "SplitModel",

@@ -5,6 +5,12 @@ cross-entropy; ``relu``, ``linear`` and ``exp`` train with one-vs-rest sigmoid
 cross-entropy on the logits (as CheXNet-style X-ray models do), which pushes the
 true class's logit above 0 and the others below, so a ReLU output gives the true
 class a positive score and the others 0.
+
+Occlusion-aware training (``TrainConfig.occlusion > 0``): each training image is,
+with that probability, partly blacked out by :func:`random_black_occlusion` - a
+blob-shaped region of random area, set to 0 in the raw image, as BAD's black images
+are - so that black images are in the model's training distribution (the idea
+behind ROAR and ROAD). The label is kept.
 """
 
 from __future__ import annotations
@@ -34,6 +40,42 @@ class TrainConfig:
     learning_rate: float = 3e-3
     weight_decay: float = 1e-4
     seed: int = 0
+    occlusion: float = 0.0  # probability that a training image is partly blacked out
+    occluded_area: tuple[float, float] = (0.05, 0.95)  # range of the blacked-out share
+
+    def __post_init__(self) -> None:
+        if not 0.0 <= self.occlusion <= 1.0:
+            raise ValueError(f"occlusion must be a probability in [0, 1], got {self.occlusion}")
+        low, high = self.occluded_area
+        if not 0.0 < low <= high < 1.0:
+            raise ValueError(
+                "occluded_area must be (low, high) with 0 < low <= high < 1, "
+                f"got {self.occluded_area}"
+            )
+
+
+def random_black_occlusion(
+    key: Array, image: Array, area: tuple[float, float] = (0.05, 0.95)
+) -> Array:
+    """Black out a random blob-shaped region of one raw image (H, W, C) -> (H, W, C).
+
+    The region is where a smooth random field (uniform noise on a coarse grid, 4x4
+    plus 16x16 with a random weight up to 1/2, upsampled bilinearly) is below its q-quantile, q
+    drawn uniformly from ``area``: exactly round(q * H * W) pixels become 0, in a few
+    blobs shaped like the complement of an upsampled saliency map.
+    """
+    height, width = image.shape[:2]
+    coarse_key, fine_key, weight_key, area_key = jax.random.split(key, 4)
+    coarse = jax.random.uniform(coarse_key, (4, 4))
+    fine = jax.random.uniform(fine_key, (16, 16))
+    weight = jax.random.uniform(weight_key, maxval=0.5)
+    field = (1 - weight) * jax.image.resize(coarse, (height, width), "bilinear") + (
+        weight * jax.image.resize(fine, (height, width), "bilinear")
+    )
+    share = jax.random.uniform(area_key, minval=area[0], maxval=area[1])
+    count = jnp.round(share * height * width).astype(jnp.int32)
+    ranks = jnp.argsort(jnp.argsort(field.reshape(-1))).reshape(height, width)
+    return jnp.where((ranks < count)[..., None], jnp.zeros_like(image), image)
 
 
 def classification_loss(logits: Array, labels: Array, output: str) -> Array:
@@ -49,10 +91,25 @@ def init_variables(model: CAMClassifier, image_shape: tuple[int, ...], seed: int
     return jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, *image_shape), jnp.float32))
 
 
+def occlude_batch(key: Array, images: Array, config: TrainConfig) -> Array:
+    """Apply :func:`random_black_occlusion` to each image with probability ``config.occlusion``."""
+    keys = jax.random.split(key, images.shape[0])
+
+    def one(image_key: Array, image: Array) -> Array:
+        choose_key, blob_key = jax.random.split(image_key)
+        occluded = random_black_occlusion(blob_key, image, config.occluded_area)
+        return jnp.where(jax.random.uniform(choose_key) < config.occlusion, occluded, image)
+
+    return jax.vmap(one)(keys, images)
+
+
 def make_train_step(
-    model: CAMClassifier, optimizer: optax.GradientTransformation
+    model: CAMClassifier, optimizer: optax.GradientTransformation, config: TrainConfig
 ) -> Callable[..., tuple[Any, Any, Array]]:
-    """A jitted ``(variables, opt_state, images, labels) -> (variables, opt_state, loss)``."""
+    """A jitted ``(variables, opt_state, images, labels, key) -> (variables, opt_state, loss)``.
+
+    ``key`` draws the occlusions when ``config.occlusion > 0``.
+    """
 
     def loss_and_stats(params: Any, batch_stats: Any, images: Array, labels: Array):
         logits, updates = model.apply(
@@ -65,7 +122,9 @@ def make_train_step(
         return classification_loss(logits, labels, model.output), updates["batch_stats"]
 
     @jax.jit
-    def step(variables: Any, opt_state: Any, images: Array, labels: Array):
+    def step(variables: Any, opt_state: Any, images: Array, labels: Array, key: Array):
+        if config.occlusion > 0:
+            images = occlude_batch(key, images, config)
         (loss, batch_stats), grads = jax.value_and_grad(loss_and_stats, has_aux=True)(
             variables["params"], variables["batch_stats"], images, labels
         )
@@ -120,13 +179,15 @@ def train(
     optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
     with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float scalars
         opt_state = optimizer.init(variables["params"])
-    step = make_train_step(model, optimizer)
+    step = make_train_step(model, optimizer, config)
+    occlusion_key = jax.random.key(config.seed + 1)
     start = time.perf_counter()
     for epoch in range(config.epochs):
         losses = []
         epoch_batches = first_epoch if epoch == 0 else batches_for_epoch(epoch)
-        for batch in _device_batches(epoch_batches):
-            variables, opt_state, loss = step(variables, opt_state, *batch)
+        for i, batch in enumerate(_device_batches(epoch_batches)):
+            key = jax.random.fold_in(occlusion_key, epoch * steps_per_epoch + i)
+            variables, opt_state, loss = step(variables, opt_state, *batch, key)
             losses.append(loss)
         message = (
             f"epoch {epoch + 1}/{config.epochs}  loss {float(jnp.mean(jnp.stack(losses))):.4f}"

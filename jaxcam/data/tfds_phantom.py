@@ -3,14 +3,18 @@
 ``PhantomChestXray`` ("phantom_chest_xray", version 1.0.0) stores the splits of
 ``phantom.phantom_split`` as array_record files, so they can be read back with
 ``tfds.data_source`` without TensorFlow.  Its ``PhantomConfig`` carries the seed,
-the image size and optional split sizes; the config name (for example
-``seed0_size128``) keys the cache directory
-``<data_dir>/phantom_chest_xray/<config name>/1.0.0``.
+the image size, optional split sizes, the phantom variant and the confounder; the
+config name keys the cache directory
+``<data_dir>/phantom_chest_xray/<config name>/1.0.0``: ``seed0_size128`` for v1
+(unchanged since v1 was the only variant), ``seed0_size128_v2`` and
+``seed0_size128_v2_conf0.90`` for v2, with ``_n<train>-<val>-<test>`` appended for
+non-default split sizes.
 
 Features: ``image`` uint8 (S, S, 1) = round(255 * pixel), PNG-encoded with PIL;
 ``mask`` uint8 (S, S, 1) with values 0/1, PNG-encoded; ``label``
-ClassLabel(NORMAL, PNEUMONIA).  Examples are stored unshuffled, in generation
-order, so record i of a split is image i of ``phantom_split``.
+ClassLabel(NORMAL, PNEUMONIA); v2 configs add ``marker`` uint8 (S, S, 1), 0/1,
+PNG-encoded (the confounder marker pixels).  Examples are stored unshuffled, in
+generation order, so record i of a split is image i of ``phantom_split``.
 
 Building is local and offline: nothing is downloaded, GCS look-ups are off
 (``try_gcs=False`` and ``DownloadConfig(try_download_gcs=False)``), and images
@@ -35,6 +39,7 @@ from jaxcam.data.phantom import (
     CLASS_NAMES,
     MIN_IMAGE_SIZE,
     SPLITS,
+    VARIANTS,
     PhantomArrays,
     phantom_split,
 )
@@ -44,7 +49,7 @@ DATASET_NAME = "phantom_chest_xray"
 
 @dataclasses.dataclass(eq=False)
 class PhantomConfig(tfds.core.BuilderConfig):
-    """Builder config: data set seed, image size and split sizes.
+    """Builder config: data set seed, image size, split sizes, variant and confounder.
 
     ``split_sizes`` is a tuple of (split, num_images) pairs; empty means the
     default ``SPLITS`` sizes.  Make configs with ``phantom_config``.
@@ -53,25 +58,55 @@ class PhantomConfig(tfds.core.BuilderConfig):
     seed: int = 0
     image_size: int = 128
     split_sizes: tuple[tuple[str, int], ...] = ()
+    variant: str = "v1"
+    confounder: float = 0.0
 
     def sizes(self) -> dict[str, int]:
         """Number of images per split for this config."""
         return dict(self.split_sizes) if self.split_sizes else dict(SPLITS)
 
 
+def _confounder_tag(confounder: float) -> str:
+    """Shortest exact decimal of ``confounder`` with at least two decimals: 0.9 -> "0.90"."""
+    text = np.format_float_positional(confounder, unique=True, trim=".")
+    whole, _, decimals = text.partition(".")
+    return f"{whole}.{decimals.ljust(2, '0')}"
+
+
 def phantom_config(
-    seed: int = 0, image_size: int = 128, split_sizes: Mapping[str, int] | None = None
+    seed: int = 0,
+    image_size: int = 128,
+    split_sizes: Mapping[str, int] | None = None,
+    *,
+    variant: str = "v1",
+    confounder: float = 0.0,
 ) -> PhantomConfig:
     """A validated ``PhantomConfig``; its name encodes all the arguments.
 
     ``split_sizes`` (e.g. ``{"train": 8, "val": 4, "test": 4}``, for tests) must
-    name each of the splits "train", "val", "test" with a size >= 1.
+    name each of the splits "train", "val", "test" with a size >= 1.  ``variant``
+    and ``confounder`` are those of ``phantom_split`` (a confounder needs "v2").
     """
     if int(seed) != seed or seed < 0:
         raise ValueError(f"seed must be a non-negative integer, got {seed!r}")
     if int(image_size) != image_size or image_size < MIN_IMAGE_SIZE:
         raise ValueError(f"image_size must be an integer >= {MIN_IMAGE_SIZE}, got {image_size!r}")
+    if variant not in VARIANTS:
+        raise ValueError(f"unknown variant {variant!r}; known variants: {list(VARIANTS)}")
+    confounder = float(confounder)
+    if not 0.0 <= confounder <= 1.0:
+        raise ValueError(f"confounder must be in [0, 1], got {confounder!r}")
+    if variant == "v1" and confounder != 0.0:
+        raise ValueError("the confounder marker exists only in variant 'v2'")
     name = f"seed{int(seed)}_size{int(image_size)}"
+    description = f"Phantom chest X-rays, seed {seed}, {image_size}x{image_size} pixels."
+    if variant != "v1":
+        name += f"_{variant}"
+        description += f" Variant {variant}"
+        if confounder > 0.0:
+            name += f"_conf{_confounder_tag(confounder)}"
+            description += f", confounder marker p = {confounder}"
+        description += "."
     pairs: tuple[tuple[str, int], ...] = ()
     if split_sizes is not None:
         if set(split_sizes) != set(SPLITS):
@@ -89,10 +124,12 @@ def phantom_config(
             pairs = ()
     return PhantomConfig(
         name=name,
-        description=f"Phantom chest X-rays, seed {seed}, {image_size}x{image_size} pixels.",
+        description=description,
         seed=int(seed),
         image_size=int(image_size),
         split_sizes=pairs,
+        variant=variant,
+        confounder=confounder,
     )
 
 
@@ -118,21 +155,31 @@ class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
     code_path = epath.Path(__file__)
 
     def _info(self) -> tfds.core.DatasetInfo:
-        size = self.builder_config.image_size
+        cfg = self.builder_config
+        size = cfg.image_size
+        features = {
+            "image": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
+            "mask": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
+            "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
+        }
+        description = (
+            "Synthetic, deterministic phantom chest X-rays (see jaxcam.data.phantom): "
+            "lungs, heart, ribs, clavicles and noise; PNEUMONIA images add 1-3 opacities "
+            "inside the lungs, whose half-maximum region is the ground-truth mask."
+        )
+        if cfg.variant != "v1":
+            features["marker"] = tfds.features.Image(shape=(size, size, 1), dtype=np.uint8)
+            description = (
+                "Synthetic, deterministic phantom chest X-rays, variant v2 (see "
+                "jaxcam.data.phantom): PNEUMONIA images add 1-5 faint to bright opacities of "
+                "0.05-15 % of the lung field anywhere in the lungs (ground truth: their "
+                "half-maximum region); an optional letter marker outside the lungs is a "
+                "shortcut that goes with the label in train/val and not in test."
+            )
         return tfds.core.DatasetInfo(
             builder=self,
-            description=(
-                "Synthetic, deterministic phantom chest X-rays (see jaxcam.data.phantom): "
-                "lungs, heart, ribs, clavicles and noise; PNEUMONIA images add 1-3 opacities "
-                "inside the lungs, whose half-maximum region is the ground-truth mask."
-            ),
-            features=tfds.features.FeaturesDict(
-                {
-                    "image": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
-                    "mask": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
-                    "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
-                }
-            ),
+            description=description,
+            features=tfds.features.FeaturesDict(features),
             supervised_keys=("image", "label"),
             disable_shuffling=True,
         )
@@ -147,22 +194,36 @@ class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
     def _generate_examples(self, split: str, num_images: int):
         cfg = self.builder_config
         arrays = phantom_split(
-            split, seed=cfg.seed, image_size=cfg.image_size, num_images=num_images
+            split,
+            seed=cfg.seed,
+            image_size=cfg.image_size,
+            num_images=num_images,
+            variant=cfg.variant,
+            confounder=cfg.confounder,
         )
         images = np.round(arrays.images[..., 0] * 255.0).astype(np.uint8)
         masks = arrays.masks.astype(np.uint8)
+        markers = arrays.markers.astype(np.uint8)
         for i in range(num_images):
-            yield (
-                i,
-                {"image": _png(images[i]), "mask": _png(masks[i]), "label": int(arrays.labels[i])},
-            )
+            example = {
+                "image": _png(images[i]),
+                "mask": _png(masks[i]),
+                "label": int(arrays.labels[i]),
+            }
+            if cfg.variant != "v1":
+                example["marker"] = _png(markers[i])
+            yield i, example
 
 
 def _builder_config(
-    seed: int, image_size: int, split_sizes: Mapping[str, int] | None
+    seed: int,
+    image_size: int,
+    split_sizes: Mapping[str, int] | None,
+    variant: str = "v1",
+    confounder: float = 0.0,
 ) -> PhantomConfig:
     """The config to pass to tfds: the registered object when one has the same name."""
-    config = phantom_config(seed, image_size, split_sizes)
+    config = phantom_config(seed, image_size, split_sizes, variant=variant, confounder=confounder)
     for registered in PhantomChestXray.BUILDER_CONFIGS:
         if registered.name == config.name:
             return registered
@@ -180,11 +241,13 @@ def build_phantom(
     image_size: int = 128,
     *,
     split_sizes: Mapping[str, int] | None = None,
+    variant: str = "v1",
+    confounder: float = 0.0,
 ) -> PhantomChestXray:
     """Build (if missing) the array_record TFDS data set into ``data_dir``; returns the builder."""
     builder = PhantomChestXray(
         data_dir=os.fspath(data_dir),
-        config=_builder_config(seed, image_size, split_sizes),
+        config=_builder_config(seed, image_size, split_sizes, variant, confounder),
         file_format="array_record",
     )
     builder.download_and_prepare(
@@ -200,21 +263,26 @@ def load_phantom(
     image_size: int = 128,
     *,
     split_sizes: Mapping[str, int] | None = None,
+    variant: str = "v1",
+    confounder: float = 0.0,
 ) -> PhantomArrays:
     """Read ``split`` of the TFDS phantom data set into memory, building it first if missing.
 
     Returns PhantomArrays: images float32 (N, S, S, 1) = uint8 / 255, masks bool
-    (N, S, S), labels int32 (N,), in generation order.  Read through
-    ``tfds.data_source`` (array_record, no TensorFlow).
+    (N, S, S), labels int32 (N,), markers bool (N, S, S) (all False for v1), in
+    generation order.  Read through ``tfds.data_source`` (array_record, no TensorFlow).
     """
     _check_split(split)
-    build_phantom(data_dir, seed, image_size, split_sizes=split_sizes)
+    config = _builder_config(seed, image_size, split_sizes, variant, confounder)
+    build_phantom(
+        data_dir, seed, image_size, split_sizes=split_sizes, variant=variant, confounder=confounder
+    )
     source = tfds.data_source(
         DATASET_NAME,
         split=split,
         data_dir=os.fspath(data_dir),
         download=False,
-        builder_kwargs={"config": _builder_config(seed, image_size, split_sizes)},
+        builder_kwargs={"config": config},
         try_gcs=False,
     )
     n = len(source)
@@ -222,21 +290,29 @@ def load_phantom(
     images = np.stack([r["image"] for r in records]).astype(np.float32) / np.float32(255.0)
     masks = np.stack([r["mask"][..., 0] for r in records]).astype(bool)
     labels = np.asarray([r["label"] for r in records], dtype=np.int32)
-    return PhantomArrays(images, masks, labels)
+    if config.variant == "v1":
+        markers = np.zeros_like(masks)
+    else:
+        markers = np.stack([r["marker"][..., 0] for r in records]).astype(bool)
+    return PhantomArrays(images, masks, labels, markers)
 
 
 class _ArraySource:
     """Random-access view of PhantomArrays as per-example dicts (a grain source)."""
 
-    def __init__(self, arrays: PhantomArrays):
+    def __init__(self, arrays: PhantomArrays, with_markers: bool = False):
         self._arrays = arrays
+        self._with_markers = with_markers
 
     def __len__(self) -> int:
         return len(self._arrays.labels)
 
     def __getitem__(self, index: int) -> dict[str, np.ndarray]:
         a = self._arrays
-        return {"image": a.images[index], "mask": a.masks[index], "label": a.labels[index]}
+        out = {"image": a.images[index], "mask": a.masks[index], "label": a.labels[index]}
+        if self._with_markers:
+            out["marker"] = a.markers[index]
+        return out
 
 
 def batches(
@@ -247,10 +323,12 @@ def batches(
     shuffle: bool = True,
     drop_remainder: bool = True,
     num_epochs: int = 1,
+    with_markers: bool = False,
 ) -> Iterator[dict[str, np.ndarray]]:
     """Iterate over numpy batches {"image", "mask", "label"} built with grain.
 
-    Batch shapes: image float32 (B, S, S, 1), mask bool (B, S, S), label int32 (B,).
+    Batch shapes: image float32 (B, S, S, 1), mask bool (B, S, S), label int32 (B,);
+    ``with_markers`` adds "marker" bool (B, S, S) (needs ``arrays.markers``).
     Each epoch is a (seeded, per-epoch different) permutation when ``shuffle``,
     batched on its own: with ``drop_remainder=False`` every example appears
     exactly once per epoch (the last batch may be smaller); with True the last
@@ -265,7 +343,9 @@ def batches(
     n = len(arrays.labels)
     if not len(arrays.images) == len(arrays.masks) == n:
         raise ValueError("images, masks and labels must have the same length")
-    dataset = grain.MapDataset.source(_ArraySource(arrays))
+    if with_markers and (arrays.markers is None or len(arrays.markers) != n):
+        raise ValueError("with_markers needs arrays.markers with one mask per image")
+    dataset = grain.MapDataset.source(_ArraySource(arrays, with_markers))
     if shuffle:
         dataset = dataset.shuffle(seed=int(seed))
     # Shuffle reseeds per epoch (index // n); slice epochs so batches never straddle them.

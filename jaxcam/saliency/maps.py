@@ -80,8 +80,19 @@ def saliency_map(
     feature_map = model.features(image)
     if class_index is None:
         class_index = predicted_class(model, feature_map)
-    raw = method(model, feature_map, class_index)
-    return normalise(upsample(raw, image.shape[:2])), class_index
+    size = image.shape[:2]
+    return explain_feature_map(model, feature_map, class_index, method, size), class_index
+
+
+def explain_feature_map(
+    model: SplitModel,
+    feature_map: Array,
+    class_index: Array,
+    method: SaliencyMethod,
+    size: tuple[int, int],
+) -> Array:
+    """A (h, w, K), class c -> the method's map, upsampled to ``size`` (H, W), normalised."""
+    return normalise(upsample(method(model, feature_map, class_index), size))
 
 
 @functools.partial(jax.jit, static_argnames=("method", "options", "use_predicted"))
