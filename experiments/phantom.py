@@ -4,22 +4,28 @@ Command (what ``make demo`` runs)::
 
     python experiments/phantom.py
 
-Builds the phantom data set (TFDS, array_record) under ``results/tfds``, trains
-the small CAM-compatible CNN with the paper's ReLU output (about 2 minutes on 2
-CPU cores; prints one line per epoch), then explains the predicted class of every
-test image with CAM, Grad-CAM and Grad-CAM++ (closed form, as in the paper; with
-``--output softmax`` or ``exp`` also exact Grad-CAM++),
-chooses BAD's alpha where the methods' black images differ most, and prints::
+Builds the phantom data set (TFDS, array_record) under ``results/tfds``, trains the
+small CAM-compatible CNN with the paper's ReLU output (prints one line per epoch),
+explains the predicted class of every test image with CAM, Grad-CAM and Grad-CAM++
+(closed form, as in the paper; with ``--output softmax`` or ``exp`` also exact
+Grad-CAM++), chooses BAD's alpha where the methods' black images differ most, scores
+every alpha of the grid in the same pass, and prints::
 
     test accuracy 0.9xx (300 images)
-    alpha = 0.xx (...)
-    method     | AD     | BAD    | Incorrect % AD | Incorrect % BAD | excluded (Y=0)
-    CAM        | 0.xxxx | 0.xxxx | ...
-    Grad-CAM   | (equal to CAM: eq. 12)
-    Grad-CAM++ | ...
+    alpha = 0.xx (chosen where the methods' black images differ most; ties: random)
 
-It writes ``results/phantom/results.json`` (the same numbers, alpha and its
-search, accuracy, seed, versions) and ``results/phantom/figure1.png``.
+    PNEUMONIA test images (1xx): the class with something to localise
+    method | AD | BAD | Incorrect % AD | Incorrect % BAD | O>Y % BAD | ... | BAD curve mean
+    CAM, Grad-CAM (equal: eq. 12), Grad-CAM++, then reference maps built from the lesion
+    masks: ground truth (best possible), random noise, inverted ground truth (worst)
+
+    All test images (the paper's protocol)
+    CAM, Grad-CAM, Grad-CAM++
+
+and, if BAD does not rank the ground-truth map better than noise and than the inverted
+ground truth, a WARNING. It writes ``results/phantom/results.json`` (every number, per
+class, the alpha curve and search, seed, versions), ``figure1.png`` (maps) and
+``bad_curve.png`` (BAD vs alpha on the PNEUMONIA images, chosen alpha marked).
 """
 
 from __future__ import annotations
@@ -30,15 +36,24 @@ import sys
 import time
 from pathlib import Path
 
+import absl.logging
 import numpy as np
 import tensorflow_datasets as tfds
 
 import jaxcam
 from jaxcam.checks import check_alpha
-from jaxcam.data import batches, load_phantom
-from jaxcam.evaluation import software_versions
-from jaxcam.train import TrainConfig, accuracy, train
-from jaxcam.viz import save_figure
+from jaxcam.data import CLASS_NAMES, PNEUMONIA, load_phantom
+from jaxcam.evaluation import evaluation_record, software_versions
+from jaxcam.ground_truth import ladder_references
+from jaxcam.train import TrainConfig, accuracy, predict_scores, train_on_arrays
+from jaxcam.viz import save_figure, save_line_plot
+
+#: Reference rows of the PNEUMONIA table: maps built from the lesion masks.
+REFERENCES = {
+    f"[{name}]": ref
+    for name, ref in ladder_references().items()
+    if name in ("ground_truth", "noise", "inverted")
+}
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
@@ -49,6 +64,15 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--output", default="relu", choices=jaxcam.models.OUTPUT_ACTIVATIONS)
     parser.add_argument("--alpha", type=float, default=None, help="BAD alpha (default: chosen)")
+    parser.add_argument("--ties", default="random", choices=("random", "raster"))
+    parser.add_argument("--variant", default="v1", choices=("v1", "v2"), help="phantom variant")
+    parser.add_argument(
+        "--occlusion",
+        type=float,
+        default=0.0,
+        help="probability of a random black occlusion per training image",
+    )
+    parser.add_argument("--confounder", type=float, default=0.0, help="marker correlation (v2)")
     parser.add_argument(
         "--split-sizes", default=None, help="train,val,test sizes (default 1200,200,300)"
     )
@@ -61,26 +85,26 @@ def main(argv: list[str] | None = None) -> dict:
         check_alpha(args.alpha)
     start = time.perf_counter()
     tfds.disable_progress_bar()
+    absl.logging.set_verbosity(absl.logging.ERROR)
     sizes = None
     if args.split_sizes:
         sizes = dict(
             zip(("train", "val", "test"), map(int, args.split_sizes.split(",")), strict=True)
         )
     data = {
-        s: load_phantom(s, args.data_dir, args.seed, split_sizes=sizes)
+        s: load_phantom(
+            s,
+            args.data_dir,
+            args.seed,
+            split_sizes=sizes,
+            variant=args.variant,
+            confounder=args.confounder,
+        )
         for s in ("train", "val", "test")
     }
-    image_shape = data["train"].images.shape[1:]
-
     model = jaxcam.create_model("small_cnn", num_classes=2, output=args.output)
-    config = TrainConfig(epochs=args.epochs, seed=args.seed)
-    trained = train(
-        model,
-        lambda epoch: batches(data["train"], config.batch_size, seed=args.seed * 1000 + epoch),
-        image_shape,
-        config,
-        evaluate=lambda m: {"val accuracy": accuracy(m, data["val"].images, data["val"].labels)},
-    )
+    config = TrainConfig(epochs=args.epochs, seed=args.seed, occlusion=args.occlusion)
+    trained = train_on_arrays(model, data["train"], data["val"], config)
     test = data["test"]
     test_accuracy = accuracy(trained, test.images, test.labels)
     print(f"test accuracy {test_accuracy:.3f} ({len(test.labels)} images)")
@@ -88,39 +112,45 @@ def main(argv: list[str] | None = None) -> dict:
     methods = dict(jaxcam.PAPER_METHODS)
     if args.output in ("softmax", "exp"):  # exact derivatives are informative here
         methods["Grad-CAM++ exact"] = ("grad_cam_plus_plus", {"derivatives": "exact"})
-    evaluation = jaxcam.evaluate_methods(
-        trained, test.images, test.labels, methods, alpha=args.alpha
+    evaluation = jaxcam.evaluate(
+        trained,
+        {"image": test.images, "label": test.labels, "mask": test.masks},
+        {**methods, **REFERENCES},
+        alpha=args.alpha,
+        ties=args.ties,
     )
     how = (
         "given" if args.alpha is not None else "chosen where the methods' black images differ most"
     )
-    print(f"alpha = {evaluation.alpha:.2f} ({how})")
-    print(jaxcam.format_table(evaluation))
+    print(f"alpha = {evaluation.alpha:.2f} ({how}; ties: {args.ties})\n")
+    sick = evaluation.by_class[PNEUMONIA]
+    print(f"PNEUMONIA test images ({evaluation.class_counts[PNEUMONIA]}): the class to localise")
+    print(jaxcam.format_table(sick))
+    print("\nAll test images (the paper's protocol)")
+    print(jaxcam.format_table({name: evaluation.results[name] for name in methods}))
     if args.output in ("relu", "linear"):
         print(
             "Grad-CAM++ uses the closed form, as in the paper: with exact derivatives a "
             f"{args.output} output over this linear head has d2 = d3 = 0 (alpha := 0); "
             "see experiments/higher_order.py"
         )
+    failures = ground_truth_failures(sick)
+    for failure in failures:
+        print(f"WARNING: {failure}; see README 'Is BAD trustworthy?'")
 
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = {
-        "table": {
-            name: {
-                "average_drop": r.average_drop._asdict(),
-                "black_average_drop": r.black_average_drop._asdict(),
-                "empty_maps": r.empty_maps,
-            }
-            for name, r in evaluation.results.items()
-        },
+        **evaluation_record(evaluation),
         "methods": {name: {"method": m, "options": o} for name, (m, o) in methods.items()},
-        "alpha": evaluation.alpha,
-        "alpha_search": {f"{a:.2f}": d for a, d in evaluation.alpha_differences.items()},
+        "references": list(REFERENCES),
         "explained_class": "predicted",
+        "ground_truth_check": {"passed": not failures, "failures": failures},
         "model": {"name": "small_cnn", "output": args.output, "test_accuracy": test_accuracy},
         "data": {
             "name": "phantom_chest_xray",
+            "variant": args.variant,
+            "confounder": args.confounder,
             "seed": args.seed,
             "sizes": {s: len(d.labels) for s, d in data.items()},
         },
@@ -128,31 +158,69 @@ def main(argv: list[str] | None = None) -> dict:
             "epochs": config.epochs,
             "batch_size": config.batch_size,
             "learning_rate": config.learning_rate,
+            "occlusion": config.occlusion,
         },
         "versions": software_versions(),
-        "wall_time_s": round(time.perf_counter() - start, 1),
     }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-
-    shown = _figure_rows(test.labels, evaluation.classes)
+    save_line_plot(
+        out / "bad_curve.png",
+        {
+            name: (evaluation.alphas, [r.curve[a].value for a in evaluation.alphas])
+            for name, r in sick.items()
+        },
+        title=f"BAD vs alpha, PNEUMONIA test images (phantom {args.variant}, seed {args.seed})",
+        x_label="alpha (share of pixels kept)",
+        y_label="BAD",
+        marked_x=evaluation.alpha,
+    )
+    shown = _figure_rows(test.labels, trained, test.images)
+    maps = {
+        name: jaxcam.compute_maps(trained, test.images[shown], None, method, **options)[0]
+        for name, (method, options) in methods.items()
+    }
+    predicted = np.argmax(predict_scores(trained, test.images[shown]), axis=-1)
     save_figure(
         out / "figure1.png",
         test.images[shown],
         test.masks[shown],
-        {name: evaluation.maps[name][shown] for name in evaluation.maps},
-        [f"label {_NAMES[test.labels[i]]}, pred {_NAMES[evaluation.classes[i]]}" for i in shown],
+        maps,
+        [
+            f"label {CLASS_NAMES[test.labels[i]]}, pred {CLASS_NAMES[p]}"
+            for i, p in zip(shown, predicted, strict=True)
+        ],
     )
-    print(f"wrote {out / 'results.json'} and {out / 'figure1.png'} ({results['wall_time_s']} s)")
+    results["wall_time_s"] = round(time.perf_counter() - start, 1)
+    (out / "results.json").write_text(json.dumps(results, indent=1))
+    print(
+        f"wrote {out / 'results.json'}, {out / 'figure1.png'} and {out / 'bad_curve.png'} "
+        f"({results['wall_time_s']} s)"
+    )
     return results
 
 
-_NAMES = ("NORMAL", "PNEUMONIA")
+def ground_truth_failures(rows: dict[str, jaxcam.evaluation.MethodResult]) -> list[str]:
+    """Where BAD does not rank the ground-truth map better than noise / its inverse."""
+    truth = rows["[ground_truth]"].black_average_drop.value
+    failures = []
+    for other in ("[noise]", "[inverted]"):
+        value = rows[other].black_average_drop.value
+        if truth is None or value is None or not truth < value:
+            failures.append(
+                f"BAD does not rank the ground-truth map better than {other} "
+                f"({_value(truth)} vs {_value(value)})"
+            )
+    return failures
 
 
-def _figure_rows(labels: np.ndarray, predicted: np.ndarray, count: int = 4) -> np.ndarray:
-    """Mostly correctly classified pneumonia images, then one normal image."""
-    pneumonia = np.flatnonzero((labels == 1) & (predicted == 1))[: count - 1]
-    normal = np.flatnonzero(labels == 0)[:1]
+def _value(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.4f}"
+
+
+def _figure_rows(labels: np.ndarray, model: jaxcam.SplitModel, images: np.ndarray) -> np.ndarray:
+    """Three correctly classified pneumonia images, then one normal image."""
+    predicted = np.argmax(predict_scores(model, images), axis=-1)
+    pneumonia = np.flatnonzero((labels == PNEUMONIA) & (predicted == PNEUMONIA))[:3]
+    normal = np.flatnonzero(labels != PNEUMONIA)[:1]
     return np.concatenate([pneumonia, normal]).astype(int)
 
 

@@ -26,6 +26,7 @@ differences, a second the metrics at the chosen alpha.
 from __future__ import annotations
 
 import dataclasses
+import functools
 import sys
 import time
 import warnings
@@ -85,6 +86,11 @@ class ReferenceMap:
 
 
 Explainer = tuple[str, Mapping[str, Any]] | ReferenceMap
+
+
+def reference_key(tie_seed: int, index: Array) -> Array:
+    """The PRNG key a :class:`ReferenceMap` gets for the image at data set ``index``."""
+    return jax.random.fold_in(jax.random.key(tie_seed + 1), index)
 
 
 # ----------------------------------------------------------------------------
@@ -158,9 +164,7 @@ def _explain(
     for explainer in config.explainers:
         if isinstance(explainer, ReferenceMap):
             example = {name: batch[name] for name in ("image", *explainer.needs)}
-            keys = jax.vmap(lambda i: jax.random.fold_in(jax.random.key(config.tie_seed + 1), i))(
-                batch["index"]
-            )
+            keys = jax.vmap(lambda i: reference_key(config.tie_seed, i))(batch["index"])
             raw = jax.vmap(explainer.fn)(example, keys)
             maps.append(jax.vmap(normalise)(raw.astype(jnp.float32)))
         else:
@@ -366,6 +370,17 @@ class Progress:
             self.last = now
 
 
+def data_set_indices(start: int, count: int) -> np.ndarray:
+    """Data set indices (int32) of this process's rows ``start .. start + count - 1``.
+
+    With several processes (hosts), each streams its own part of the data: local row
+    ``i`` of process ``p`` out of ``P`` is data set index ``i * P + p``, so every image
+    has its own tie order. With one process the index is the row.
+    """
+    local = np.arange(start, start + count, dtype=np.int64)
+    return (local * jax.process_count() + jax.process_index()).astype(np.int32)
+
+
 class Engine:
     """Runs :func:`evaluation_step` over batches, sharded over the local devices.
 
@@ -379,7 +394,8 @@ class Engine:
         self.config = config
         devices = list(devices if devices is not None else jax.devices())
         self.mesh = Mesh(np.asarray(devices), ("data",))
-        self.batch_size = -(-int(batch_size) // len(devices)) * len(devices)
+        local = max(1, len(devices) // jax.process_count())
+        self.batch_size = -(-int(batch_size) // local) * local  # rows per process
         self.data_sharding = NamedSharding(self.mesh, PartitionSpec("data"))
         self.replicated = NamedSharding(self.mesh, PartitionSpec())
         self.traces = 0
@@ -413,9 +429,13 @@ class Engine:
                 [labels, np.zeros(self.batch_size - count, np.int32)]
             )
             host_batch["image"] = np.asarray(host_batch["image"], np.float32)
-            host_batch["index"] = np.arange(done, done + self.batch_size, dtype=np.int32)
+            host_batch["index"] = data_set_indices(done, self.batch_size)
             host_batch["valid"] = np.arange(self.batch_size) < count
-            sums = self.step(model, sums, jax.device_put(host_batch, self.data_sharding))
+            device_batch = {
+                name: jax.make_array_from_process_local_data(self.data_sharding, value)
+                for name, value in host_batch.items()
+            }
+            sums = self.step(model, sums, device_batch)
             if in_flight is not None:  # at most two steps in flight
                 jax.block_until_ready(in_flight)
             in_flight = sums.images
@@ -428,6 +448,13 @@ class Engine:
         if progress is not None:
             progress(done, True)
         return sums
+
+
+@functools.lru_cache(maxsize=32)
+def engine_for(config: StepConfig, batch_size: int, devices: tuple[Any, ...]) -> Engine:
+    """The :class:`Engine` of a configuration, built once: repeated evaluations reuse its
+    compiled step (a new ``jax.jit`` of a new closure would compile again)."""
+    return Engine(config, batch_size, devices)
 
 
 # ----------------------------------------------------------------------------
@@ -454,14 +481,26 @@ class Evaluation:
     alphas: tuple[float, ...]  # every alpha scored (the curve)
     ties: str
     tie_seed: int
+    names: tuple[str, ...]  # the rows, in the order of the methods given
     results: dict[str, MethodResult]  # all images: the paper's protocol
-    by_class: dict[int, dict[str, MethodResult]]  # rows per true class
     class_counts: dict[int, int]
     accuracy: float
     nonfinite_images: int
     first_nonfinite_index: int | None
     pixel_range: tuple[float, float]
     sums: EvaluationSums  # host copies, for recombination and files
+
+    @functools.cached_property
+    def by_class(self) -> dict[int, dict[str, MethodResult]]:
+        """Rows per true class, built on first use (classes x methods x alphas summaries)."""
+        headline = self.alphas.index(self.alpha)
+        return {
+            c: {
+                name: _method_result(self.sums, m, c, self.alphas, headline)
+                for m, name in enumerate(self.names)
+            }
+            for c in self.class_counts
+        }
 
 
 def _curve_area(alphas: Sequence[float], values: Sequence[float | None]) -> float | None:
@@ -480,8 +519,11 @@ def _method_result(
         if cls is None:
             return summarise(sum_over(per_class, 0))
         histogram = np.asarray(per_class.ratio_histogram)
-        if histogram.shape[0] != np.asarray(per_class.images).shape[0]:  # pooled over classes
-            per_class = per_class._replace(ratio_histogram=np.zeros_like(histogram))
+        classes = np.asarray(per_class.images).shape[0]
+        if histogram.shape[0] != classes:  # pooled over classes: no per-class median
+            per_class = per_class._replace(
+                ratio_histogram=np.zeros((classes, histogram.shape[-1]), histogram.dtype)
+            )
         return summarise(take(per_class, cls, 0))
 
     curve = {float(a): pick(j + 1) for j, a in enumerate(alphas)}
@@ -595,7 +637,7 @@ def evaluate(
             num_classes=model.num_classes,
             masked_chunk=int(masked_batch_size),
         )
-        engine = Engine(config, batch_size, devices)
+        engine = engine_for(config, batch_size, tuple(devices or jax.devices()))
         return engine.run(model, batches_for(engine.batch_size), report)
 
     if alpha is None and not curve:  # two passes: the search, then the metrics
@@ -648,11 +690,8 @@ def _evaluation(
         alphas=tuple(float(a) for a in alphas),
         ties=ties,
         tie_seed=int(tie_seed),
+        names=tuple(names),
         results={n: _method_result(sums, m, None, alphas, headline) for m, n in enumerate(names)},
-        by_class={
-            c: {n: _method_result(sums, m, c, alphas, headline) for m, n in enumerate(names)}
-            for c in range(len(images))
-        },
         class_counts={c: int(n) for c, n in enumerate(images)},
         accuracy=float(np.asarray(sums.correct).sum()) / total,
         nonfinite_images=nonfinite,
@@ -810,7 +849,9 @@ def evaluation_record(evaluation: Evaluation) -> dict[str, Any]:
         "by_class": {
             str(c): {name: row(r) for name, r in rows.items()}
             for c, rows in evaluation.by_class.items()
-        },
+        }
+        if len(evaluation.class_counts) <= HISTOGRAM_MAX_CLASSES
+        else "omitted: more than HISTOGRAM_MAX_CLASSES classes (see Evaluation.by_class)",
     }
 
 

@@ -27,6 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcam.evaluation import ReferenceMap
 from jaxcam.saliency.maps import normalise
 
 Array = jax.Array
@@ -286,6 +287,28 @@ def ladder(
         "inverted": inverted(truth),
     }
     return {name: normalise(rungs[name]) for name in LADDER_QUALITY}
+
+
+def ladder_references(**options: float | None) -> dict[str, ReferenceMap]:
+    """The ladder's rungs as reference rows for :func:`jaxcam.evaluate` (batches need ``mask``).
+
+    ``options`` are :func:`ladder`'s keyword arguments. Each image gets its own key.
+    """
+
+    def rung(name: str) -> ReferenceMap:
+        return ReferenceMap(lambda example, key: ladder(example["mask"], key, **options)[name])
+
+    return {name: rung(name) for name in LADDER_QUALITY}
+
+
+def marker_reference(light_sigma: float = 0.015) -> ReferenceMap:
+    """A map of the shortcut marker (batches need ``marker``): the mask blurred like the truth."""
+    return ReferenceMap(
+        lambda example, key: ground_truth_map(
+            example["marker"], light_sigma * min(example["marker"].shape)
+        ),
+        needs=("marker",),
+    )
 
 
 # Rank agreement (host side)

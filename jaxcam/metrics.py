@@ -77,16 +77,17 @@ def kept_pixel_count(alpha: float, height: int, width: int) -> int:
 
 
 def tie_priority(ties: str, seed: int, index: Array, num_pixels: int) -> Array:
-    """Priority of each pixel among equally salient ones (lower is kept first), (H*W,).
+    """Priority of each pixel among equally salient ones (lower is kept first), (H*W,) uint32.
 
-    ``random``: a permutation of 0..H*W-1 drawn from ``fold_in(key(seed), index)``,
-    so each image (``index``: its position in the data set) has its own order,
-    shared by every method. ``raster``: the row-major index.
+    ``random``: random bits drawn from ``fold_in(key(seed), index)``, so each image
+    (``index``: its position in the data set) has its own order, shared by every
+    method. ``raster``: all equal, so the row-major index decides. Equal priorities
+    (rare for random bits) fall back to the row-major index, so ranks are exact.
     """
     if check_ties(ties) == "raster":
-        return jnp.arange(num_pixels, dtype=jnp.int32)
+        return jnp.zeros((num_pixels,), jnp.uint32)
     key = jax.random.fold_in(jax.random.key(seed), index)
-    return jax.random.permutation(key, num_pixels).astype(jnp.int32)
+    return jax.random.bits(key, (num_pixels,), jnp.uint32)
 
 
 class Ranking(NamedTuple):
@@ -97,11 +98,12 @@ class Ranking(NamedTuple):
 
 
 def rank_pixels(saliency: Array, priority: Array) -> Ranking:
-    """Rank the pixels of a map (H, W): by value, descending, then by ``priority`` (H*W,)."""
+    """Rank the pixels of a map (H, W): by value, descending, then ``priority`` (H*W,), then
+    the row-major index (one three-key sort)."""
     flat = saliency.reshape(-1)
     negated = jnp.where(flat == 0, jnp.zeros_like(flat), -flat)  # -0.0 and 0.0 tie
     index = jnp.arange(flat.size, dtype=jnp.int32)
-    sorted_negated, _, order = jax.lax.sort((negated, priority, index), num_keys=2)
+    sorted_negated, _, order = jax.lax.sort((negated, priority, index), num_keys=3)
     ranks = jnp.zeros(flat.shape, jnp.int32).at[order].set(index)
     return Ranking(ranks.reshape(saliency.shape), -sorted_negated)
 
@@ -109,7 +111,7 @@ def rank_pixels(saliency: Array, priority: Array) -> Ranking:
 def pixel_ranks(saliency: Array, priority: Array | None = None) -> Array:
     """Ranks (H, W) of a map's pixels; ``priority=None`` breaks ties in raster order."""
     if priority is None:
-        priority = jnp.arange(saliency.size, dtype=jnp.int32)
+        priority = jnp.zeros((saliency.size,), jnp.uint32)
     return rank_pixels(saliency, priority).ranks
 
 

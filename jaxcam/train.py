@@ -202,3 +202,25 @@ def train(
 def _device_batches(batches: Iterable[Batch]) -> Iterator[tuple[Array, Array]]:
     for batch in batches:
         yield jnp.asarray(batch["image"], jnp.float32), jnp.asarray(batch["label"], jnp.int32)
+
+
+def train_on_arrays(
+    model: CAMClassifier,
+    train_set: Any,
+    val_set: Any,
+    config: TrainConfig = TrainConfig(),
+    log: Callable[[str], None] = print,
+) -> SplitModel:
+    """:func:`train` on in-memory splits (anything with ``images`` and ``labels``, e.g.
+    :class:`jaxcam.data.PhantomArrays`): shuffled grain batches, a new order each epoch,
+    validation accuracy logged after each epoch."""
+    from jaxcam.data import batches
+
+    return train(
+        model,
+        lambda epoch: batches(train_set, config.batch_size, seed=config.seed * 1000 + epoch),
+        train_set.images.shape[1:],
+        config,
+        evaluate=lambda m: {"val accuracy": accuracy(m, val_set.images, val_set.labels)},
+        log=log,
+    )

@@ -77,3 +77,91 @@ def save_figure(
             canvas.paste(tile, (col * panel_w, top + caption))
     os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
     canvas.save(path)
+
+
+#: Line colours of :func:`save_line_plot`, in order.
+PALETTE = (
+    (31, 119, 180),
+    (255, 127, 14),
+    (44, 160, 44),
+    (214, 39, 40),
+    (148, 103, 189),
+    (140, 86, 75),
+    (227, 119, 194),
+    (127, 127, 127),
+    (188, 189, 34),
+    (23, 190, 207),
+)
+
+
+def save_line_plot(
+    path: str | os.PathLike,
+    curves: Mapping[str, tuple[Sequence[float], Sequence[float | None]]],
+    *,
+    title: str,
+    x_label: str,
+    y_label: str,
+    marked_x: float | None = None,
+    size: tuple[int, int] = (640, 420),
+) -> None:
+    """A line plot drawn with Pillow: one line per name, a legend, an optional marked x.
+
+    Args:
+      curves: name -> (x values, y values); ``None`` y values leave a gap.
+      marked_x: x to mark with a dashed vertical line (e.g. the chosen alpha).
+    """
+    width, height = size
+    left, right, top, bottom = 56, 170, 28, 40
+    canvas = Image.new("RGB", size, "white")
+    draw = ImageDraw.Draw(canvas)
+    font = ImageFont.load_default()
+    xs = [x for x_values, _ in curves.values() for x in x_values]
+    ys = [y for _, y_values in curves.values() for y in y_values if y is not None]
+    x_lo, x_hi = (min(xs), max(xs)) if xs else (0.0, 1.0)
+    y_lo, y_hi = (min(0.0, *ys), max(ys)) if ys else (0.0, 1.0)
+    if y_hi <= y_lo:
+        y_hi = y_lo + 1.0
+    if x_hi <= x_lo:
+        x_hi = x_lo + 1.0
+
+    def point(x: float, y: float) -> tuple[float, float]:
+        px = left + (x - x_lo) / (x_hi - x_lo) * (width - left - right)
+        py = height - bottom - (y - y_lo) / (y_hi - y_lo) * (height - top - bottom)
+        return px, py
+
+    draw.rectangle([left, top, width - right, height - bottom], outline="black")
+    for i in range(5):
+        y = y_lo + (y_hi - y_lo) * i / 4
+        _, py = point(x_lo, y)
+        draw.line([left - 4, py, left, py], fill="black")
+        draw.text((4, py - 6), f"{y:.3g}", fill="black", font=font)
+        x = x_lo + (x_hi - x_lo) * i / 4
+        px, _ = point(x, y_lo)
+        draw.line([px, height - bottom, px, height - bottom + 4], fill="black")
+        draw.text((px - 10, height - bottom + 6), f"{x:.2f}", fill="black", font=font)
+    draw.text((left, 8), title, fill="black", font=font)
+    draw.text(((width - right) // 2, height - 16), x_label, fill="black", font=font)
+    draw.text((4, top - 14), y_label, fill="black", font=font)
+    if marked_x is not None:
+        px, _ = point(marked_x, y_lo)
+        for y0 in range(top, height - bottom, 8):
+            draw.line([px, y0, px, min(y0 + 4, height - bottom)], fill=(90, 90, 90))
+    for i, (name, (x_values, y_values)) in enumerate(curves.items()):
+        colour = PALETTE[i % len(PALETTE)]
+        segment: list[tuple[float, float]] = []
+        for x, y in zip(x_values, y_values, strict=True):
+            if y is None:
+                segment = []
+                continue
+            segment.append(point(x, y))
+            if len(segment) > 1:
+                draw.line(segment[-2:], fill=colour, width=2)
+            draw.ellipse(
+                [segment[-1][0] - 2, segment[-1][1] - 2, segment[-1][0] + 2, segment[-1][1] + 2],
+                fill=colour,
+            )
+        ly = top + 14 * i
+        draw.line([width - right + 10, ly + 6, width - right + 28, ly + 6], fill=colour, width=3)
+        draw.text((width - right + 32, ly), name, fill="black", font=font)
+    os.makedirs(os.path.dirname(os.fspath(path)) or ".", exist_ok=True)
+    canvas.save(path)

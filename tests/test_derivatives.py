@@ -35,11 +35,12 @@ def test_directional_derivatives_of_a_cubic_by_hand():
     np.testing.assert_allclose([float(v) for v in values], [28.0, 22.0, 12.0, 6.0, 0.0])
 
 
-def test_general_path_equals_hessian_diagonal_and_third_order_reference():
+@pytest.mark.parametrize("method", ["taylor", "nested_jvp"])
+def test_general_path_equals_hessian_diagonal_and_third_order_reference(method):
     with jax.enable_x64(True):
         g, f = mlp_head()
         a = jnp.asarray(np.random.default_rng(1).normal(size=(2, 3, 5)))
-        d1, d2, d3 = pure_derivatives(f, a, order=3, chunk_size=7)
+        d1, d2, d3 = pure_derivatives(f, a, order=3, method=method, chunk_size=7)
         n = a.size
         hessian = jax.hessian(f)(a).reshape(n, n)
         third = jax.jacfwd(jax.hessian(f))(a).reshape(n, n, n)
@@ -49,12 +50,14 @@ def test_general_path_equals_hessian_diagonal_and_third_order_reference():
         assert d2.dtype == jnp.float64
 
 
+@pytest.mark.parametrize("method", ["taylor", "nested_jvp"])
 @pytest.mark.parametrize("chunk_size", [1, 4, None])
-def test_chunking_does_not_change_the_result(chunk_size):
+def test_chunking_does_not_change_the_result(chunk_size, method):
     _, f = mlp_head()
     a = jnp.asarray(np.random.default_rng(2).normal(size=(2, 2, 5)), jnp.float32)
-    reference = pure_derivatives(f, a, chunk_size=a.size)
-    for got, want in zip(pure_derivatives(f, a, chunk_size=chunk_size), reference, strict=True):
+    reference = pure_derivatives(f, a, method="nested_jvp", chunk_size=a.size)
+    got = pure_derivatives(f, a, method=method, chunk_size=chunk_size)
+    for got, want in zip(got, reference, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 
@@ -80,12 +83,14 @@ def test_pooled_path_with_non_uniform_weights_matches_general_path():
             np.testing.assert_allclose(got, want, rtol=1e-11, atol=1e-14)
 
 
-def test_derivatives_trace_at_highest_precision_whatever_the_default():
+@pytest.mark.parametrize("method", ["taylor", "nested_jvp"])
+def test_derivatives_trace_at_highest_precision_whatever_the_default(method):
     w = jnp.ones((5, 3))
-    f = lambda a: jnp.sum(jnp.tanh(jnp.mean(a, axis=(0, 1)) @ w))
+    v = jnp.ones((3, 2))
+    f = lambda a: jnp.sum(jnp.tanh(jnp.mean(a, axis=(0, 1)) @ w) @ v)
     a = jnp.ones((2, 2, 5))
     with jax.default_matmul_precision("bfloat16"):
-        jaxpr = jax.make_jaxpr(lambda x: pure_derivatives(f, x))(a)
+        jaxpr = jax.make_jaxpr(lambda x: pure_derivatives(f, x, method=method))(a)
         plain = jax.make_jaxpr(f)(a)
 
     highest = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)

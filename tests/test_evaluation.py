@@ -316,3 +316,17 @@ def test_summarise_drop_is_the_engine_reduction():
     assert summary.incorrect == pytest.approx(2 / 3)
     assert summary.median_ratio == pytest.approx(2.0, rel=2 ** (1 / 64) - 1)
     assert summary.mostly_increased
+
+
+def test_many_classes_pool_the_ratio_histogram_but_keep_per_class_rows():
+    module = jaxcam.CAMClassifier(
+        backbone=ToyBackbone(), num_classes=40, output="softmax", in_channels=2
+    )
+    model = jaxcam.bind(module, module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 2))))
+    labels = np.arange(11, dtype=np.int32) * 3
+    evaluation = evaluate(model, (IMAGES, labels), METHODS, alpha=0.5, curve=False)
+    assert evaluation.results["CAM"].black_average_drop.median_ratio is not None
+    row = evaluation.by_class[3]["CAM"].black_average_drop
+    assert row.num_images == 1 and row.median_ratio is None  # pooled histogram
+    assert evaluation.by_class[1]["CAM"].black_average_drop.num_images == 0
+    assert isinstance(evaluation_record(evaluation)["by_class"], str)

@@ -16,47 +16,49 @@ def load(name: str):
     return module
 
 
-def test_phantom_experiment_table_matches_json_and_writes_figure(tmp_path, capsys):
+def table_rows(lines: list[str], names) -> dict[str, list[str]]:
+    rows = {}
+    for line in lines:
+        cells = [c.strip() for c in line.split("|")]
+        if len(cells) == 11 and cells[0] in names:
+            rows[cells[0]] = cells
+    return rows
+
+
+def test_phantom_experiment_tables_match_json_and_write_figures(tmp_path, capsys):
     phantom = load("phantom")
     args = ["--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "tfds")]
     results = phantom.main([*args, "--epochs", "1", "--split-sizes", "64,16,24"])
     printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (tmp_path / "out" / "figure1.png").stat().st_size > 1000
+    assert (tmp_path / "out" / "bad_curve.png").stat().st_size > 1000
     assert saved["alpha"] == results["alpha"] and 0 < saved["alpha"] < 1
+    assert saved["alpha"] in saved["alphas"] and len(saved["alphas"]) == 19
     assert saved["data"]["sizes"] == {"train": 64, "val": 16, "test": 24}
-    rows = {}
-    for line in printed.splitlines():
-        cells = [c.strip() for c in line.split("|")]
-        if len(cells) == 6 and cells[0] in saved["table"]:
-            rows[cells[0]] = cells
-    assert set(rows) == {"CAM", "Grad-CAM", "Grad-CAM++"}
-    for name, cells in rows.items():
-        ad = saved["table"][name]["average_drop"]
-        bad = saved["table"][name]["black_average_drop"]
-        for text, value in ((cells[1], ad["value"]), (cells[2], bad["value"])):
-            assert text == ("n/a" if value is None else f"{value:.4f}")
-        assert cells[3] == f"{100 * ad['incorrect']:.1f}"
-        assert cells[4] == f"{100 * bad['incorrect']:.1f}"
-        assert cells[5] == str(ad["num_excluded"])
-    assert rows["CAM"][1:3] == rows["Grad-CAM"][1:3]  # eq. 12 on a trained model
+    pneumonia_part, all_part = printed.split("All test images")
+    methods = {"CAM", "Grad-CAM", "Grad-CAM++"}
+    references = {"[ground_truth]", "[noise]", "[inverted]"}
+    for part, key, names in (
+        (pneumonia_part, saved["by_class"]["1"], methods | references),
+        (all_part, saved["all_images"], methods),
+    ):
+        rows = table_rows(part.splitlines(), names)
+        assert set(rows) == names
+        for name, cells in rows.items():
+            ad, bad = key[name]["average_drop"], key[name]["black_average_drop"]
+            for text, value in ((cells[1], ad["value"]), (cells[2], bad["value"])):
+                assert text.rstrip("^") == ("n/a" if value is None else f"{value:.4f}")
+            assert cells[3] == (
+                "n/a" if ad["incorrect"] is None else f"{100 * ad['incorrect']:.1f}"
+            )
+            assert cells[10] == str(ad["num_excluded"])
+        assert rows["CAM"][1:3] == rows["Grad-CAM"][1:3]  # eq. 12 on a trained model
     assert f"alpha = {saved['alpha']:.2f}" in printed
+    assert ("WARNING" in printed) == (not saved["ground_truth_check"]["passed"])
 
 
 def test_phantom_experiment_rejects_bad_alpha(tmp_path):
     phantom = load("phantom")
     with pytest.raises(ValueError, match="alpha"):
-        phantom.main(
-            [
-                "--alpha",
-                "1.5",
-                "--epochs",
-                "1",
-                "--split-sizes",
-                "64,16,24",
-                "--out",
-                str(tmp_path / "o"),
-                "--data-dir",
-                str(tmp_path / "d"),
-            ]
-        )
+        phantom.main(["--alpha", "1.5", "--out", str(tmp_path / "o"), "--data-dir", str(tmp_path)])

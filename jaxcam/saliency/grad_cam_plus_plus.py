@@ -42,6 +42,7 @@ def grad_cam_plus_plus_derivatives(
     form: str = "stable",
     path: str = "auto",
     chunk_size: int | None = None,
+    derivative_method: str = "taylor",
 ) -> tuple[Array, Array, Array]:
     """``(d1, d2, d3)``, each (h, w, K), as used by eq. 7-8.
 
@@ -56,6 +57,8 @@ def grad_cam_plus_plus_derivatives(
       path: ``auto`` (pooled when the model declares GAP pooling), ``pooled`` or
         ``general`` (nested jvp along all h*w*K basis directions).
       chunk_size: basis directions vmapped at once (see :func:`pure_derivatives`).
+      derivative_method: ``taylor`` (one Taylor-mode pass per direction) or
+        ``nested_jvp`` (the reference), see :mod:`jaxcam.derivatives`.
     """
     if derivatives not in DERIVATIVES:
         raise ValueError(f"derivatives must be one of {DERIVATIVES}, got {derivatives!r}")
@@ -81,10 +84,14 @@ def grad_cam_plus_plus_derivatives(
                 jnp.mean(feature_map, axis=(0, 1)) @ kernel,
                 global_average_pool_weights(height, width, feature_map.dtype),
                 kernel,
+                method=derivative_method,
                 chunk_size=chunk_size,
             )
         return pure_derivatives(
-            lambda a: score_of_logits(model.logits(a)), feature_map, chunk_size=chunk_size
+            lambda a: score_of_logits(model.logits(a)),
+            feature_map,
+            method=derivative_method,
+            chunk_size=chunk_size,
         )
 
 
@@ -115,6 +122,7 @@ def grad_cam_plus_plus(
     form: str = "stable",
     path: str = "auto",
     chunk_size: int | None = None,
+    derivative_method: str = "taylor",
 ) -> Array:
     """Grad-CAM++ map ``relu(sum_k w^c_k A^k)``, ``w^c_k = sum_xy alpha relu(d1)`` (eq. 7).
 
@@ -133,6 +141,7 @@ def grad_cam_plus_plus(
         form=form,
         path=path,
         chunk_size=chunk_size,
+        derivative_method=derivative_method,
     )
     alpha = grad_cam_plus_plus_alpha(feature_map, d2, d3)
     weights = jnp.sum(alpha * jax.nn.relu(d1), axis=(0, 1))

@@ -31,6 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
+from jaxcam.derivatives import logsumexp_taylor, taylor_rule
 from jaxcam.models.base import check_output_activation
 
 Array = jax.Array
@@ -110,15 +111,19 @@ expectation.defjvp(_expectation_jvp, symbolic_zeros=True)
 
 
 @jax.custom_jvp
-def logsumexp(logits: Array) -> Array:
-    """``log sum_j exp(logits_j)``; its JVP is ``E_p[d logits]`` (:func:`expectation`)."""
+def _logsumexp(logits: Array) -> Array:
     return jax.nn.logsumexp(logits)
 
 
-@logsumexp.defjvp
+@_logsumexp.defjvp
 def _logsumexp_jvp(primals, tangents):
     (logits,), (d_logits,) = primals, tangents
-    return logsumexp(logits), expectation(d_logits, logits)
+    return _logsumexp(logits), expectation(d_logits, logits)
+
+
+logsumexp = taylor_rule(logsumexp_taylor)(_logsumexp)
+"""``log sum_j exp(logits_j)``; its JVP is ``E_p[d logits]`` (:func:`expectation`), its
+Taylor-mode rule :func:`jaxcam.derivatives.logsumexp_taylor` (moments ``E_p[q_k]``)."""
 
 
 def _log_softmax_and_complement(logits: Array, class_index: Array) -> tuple[Array, Array]:

@@ -1,0 +1,487 @@
+"""Table-1 evaluation throughput: the forward floor, the jitted step and ``jaxcam.evaluate``.
+
+Command::
+
+    python benchmarks/bench_eval.py                # small_cnn 128x128x1, batch 32, CPU-sized
+    python benchmarks/bench_eval.py --quick        # tiny smoke run (small_cnn 32x32, batch 8)
+    python benchmarks/bench_eval.py --preset gpu   # ResNet-50 224x224x3, 1000 classes, batch 64
+    python benchmarks/bench_eval.py --model resnet18 --batch 16 --curve --json out.json
+
+Everything runs in one process on the default device, with random weights and
+uniform random images. For each configuration it measures:
+
+* ``forward``: the jitted ``jax.vmap(model.scores)`` on a device-resident batch, and the
+  **floor** of Table-1 work, ``forward / (1 + M * (1 + J))``: one forward per image plus,
+  per method (M), one explanation-image forward and one black-image forward per alpha
+  scored (J = 1 at a fixed alpha, the whole grid with ``--curve``).
+* ``step``: ``engine.step(model, sums, batch)`` of the config ``evaluate`` builds, on a
+  device-resident batch dict (image, label, index, valid, as ``Engine.run`` builds it),
+  the fastest of ``--repeats`` calls, each ended by ``block_until_ready`` (the forward:
+  likewise). The engine comes from ``jaxcam.evaluation.engine_for`` (the cache
+  ``evaluate`` takes its engine from) where that exists, else ``Engine(config, batch)``.
+* ``run``: ``Engine.run`` of that already-compiled engine over the host arrays
+  (streaming, re-chunking, host-to-device copies; no compilation).
+* ``evaluate``: ``jaxcam.evaluate(model, (images, labels), methods, ...)`` on host numpy
+  arrays of ``--images`` images, end to end. A first call on one batch warms up; the
+  second call is timed. The compilations seen during each call (``jax.monitoring``)
+  are reported: an ``evaluate`` that builds a new ``Engine`` (a new ``jax.jit``) per call
+  recompiles its step every call, and then the rate net of that is printed too.
+
+Prints the device, then one row per configuration::
+
+    config | forward img/s | floor img/s | step img/s (x floor) | run img/s (x floor) | ...
+
+then per configuration the compile times (first calls), what the timed ``evaluate``
+call compiled again and any error (a failing ``evaluate`` is timed up to the error and
+marked FAILED; the other measurements still run), and the wall time.
+
+``--preset gpu`` runs two configurations: (a) CAM, Grad-CAM, exact Grad-CAM++ with a
+softmax output, (b) CAM, Grad-CAM, closed-form Grad-CAM++ with a ReLU output, each at a
+fixed alpha without the curve.
+``--json PATH`` writes every number. Needs jax, flax, numpy (not ``jaxcam.data``).
+"""
+
+from __future__ import annotations
+
+import argparse
+import contextlib
+import dataclasses
+import json
+import time
+from collections.abc import Callable, Iterator, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxcam
+from jaxcam.evaluation import (
+    Engine,
+    Explainer,
+    StepConfig,
+    _evaluation,
+    array_batches,
+    zero_evaluation_sums,
+)
+from jaxcam.metrics import ALPHA_GRID
+from jaxcam.models import SplitModel, default_input_size
+
+# --methods name -> (display name, evaluate's (registered method, options)).
+METHODS: dict[str, tuple[str, tuple[str, dict[str, Any]]]] = {
+    "cam": ("CAM", ("cam", {})),
+    "grad_cam": ("Grad-CAM", ("grad_cam", {})),
+    "grad_cam_plus_plus": ("Grad-CAM++", ("grad_cam_plus_plus", {"derivatives": "exact"})),
+    "grad_cam_plus_plus_closed": (
+        "Grad-CAM++ closed",
+        ("grad_cam_plus_plus", {"derivatives": "closed_form"}),
+    ),
+}
+SHORT_NAMES = {
+    "cam": "cam",
+    "grad_cam": "gcam",
+    "grad_cam_plus_plus": "gcam++",
+    "grad_cam_plus_plus_closed": "gcam++cf",
+}
+
+# jax.monitoring events of one compilation: tracing, lowering, XLA compile.
+COMPILE_EVENTS = (
+    "/jax/core/compile/jaxpr_trace_duration",
+    "/jax/core/compile/jaxpr_to_mlir_module_duration",
+    "/jax/core/compile/backend_compile_duration",
+)
+BACKEND_COMPILE = COMPILE_EVENTS[-1]
+
+
+@dataclasses.dataclass(frozen=True)
+class Case:
+    """One benchmarked configuration."""
+
+    label: str
+    model: str
+    size: int
+    channels: int
+    classes: int
+    batch: int
+    methods: tuple[str, ...]
+    output: str
+    alpha: float
+    curve: bool
+    images: int
+    repeats: int
+    masked_batch: int
+
+    @property
+    def alphas(self) -> tuple[float, ...]:
+        """The alphas a pass scores, as ``evaluate`` builds them for a given alpha."""
+        return tuple(sorted({*ALPHA_GRID, self.alpha})) if self.curve else (self.alpha,)
+
+    @property
+    def forwards_per_image(self) -> int:
+        """Forwards per image: the image, then per method E and one B per alpha."""
+        return 1 + len(self.methods) * (1 + len(self.alphas))
+
+    def describe(self) -> str:
+        methods = ",".join(SHORT_NAMES[m] for m in self.methods)
+        alpha = f"curve({len(self.alphas)})" if self.curve else f"a={self.alpha:g}"
+        return (
+            f"{self.label}{self.model} {self.size}x{self.size}x{self.channels} "
+            f"C{self.classes} B{self.batch} {self.output} {methods} {alpha}"
+        )
+
+
+class CompileLog:
+    """Tracing, lowering and XLA compile durations reported by ``jax.monitoring``."""
+
+    def __init__(self) -> None:
+        self.events: list[tuple[str, str, float]] | None = None
+        jax.monitoring.register_event_duration_secs_listener(self._listen)
+
+    def _listen(self, event: str, duration: float, **kwargs: Any) -> None:
+        if self.events is not None and event in COMPILE_EVENTS:
+            self.events.append((event, str(kwargs.get("fun_name", "?")), float(duration)))
+
+    @contextlib.contextmanager
+    def watch(self) -> Iterator[list[tuple[str, str, float]]]:
+        """Collect the events of the block into the yielded list."""
+        self.events = events = []
+        try:
+            yield events
+        finally:
+            self.events = None
+
+
+def compile_summary(events: Sequence[tuple[str, str, float]]) -> dict[str, Any]:
+    """Backend compilations (count, names) and total compile overhead in seconds."""
+    backend = [(name, seconds) for event, name, seconds in events if event == BACKEND_COMPILE]
+    return {
+        "backend_compiles": len(backend),
+        "backend_compile_s": sum(seconds for _, seconds in backend),
+        "overhead_s": sum(seconds for _, _, seconds in events),
+        "largest": sorted(backend, key=lambda item: -item[1])[:3],
+    }
+
+
+def timed(fn: Callable[[], Any]) -> tuple[Any, float]:
+    start = time.perf_counter()
+    out = jax.block_until_ready(fn())
+    return out, time.perf_counter() - start
+
+
+def attempt(fn: Callable[[], Any]) -> tuple[float, str | None]:
+    """Seconds of ``fn()`` (up to the error if it raises) and the error, if any."""
+    start = time.perf_counter()
+    try:
+        jax.block_until_ready(fn())
+    except Exception as error:  # reported; the other measurements go on
+        return time.perf_counter() - start, f"{type(error).__name__}: {error}"
+    return time.perf_counter() - start, None
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Fastest of ``repeats`` calls: robust to other processes sharing the machine."""
+    return min(timed(fn)[1] for _ in range(max(1, repeats)))
+
+
+_VARIABLES: dict[tuple[str, int, int, int], Any] = {}
+
+
+def build_model(case: Case) -> SplitModel:
+    """Random weights; configurations that differ only in the output share them."""
+    module = jaxcam.create_model(
+        case.model, num_classes=case.classes, output=case.output, in_channels=case.channels
+    )
+    key = (case.model, case.size, case.channels, case.classes)
+    if key not in _VARIABLES:
+        shape = (1, case.size, case.size, case.channels)
+        _VARIABLES[key] = jax.jit(module.init)(jax.random.key(0), jnp.zeros(shape, jnp.float32))
+    return jaxcam.bind(module, _VARIABLES[key])
+
+
+def make_engine(config: StepConfig, batch: int) -> tuple[Engine, bool]:
+    """The engine ``evaluate`` would use, and whether it is shared with ``evaluate``.
+
+    Where ``jaxcam.evaluation.engine_for`` (an engine cache) exists, the step is timed
+    on the engine that ``evaluate`` will take from it, so its compilation is reused;
+    otherwise a fresh ``Engine``, as ``evaluate`` builds per call.
+    """
+    cached = getattr(jaxcam.evaluation, "engine_for", None)
+    if cached is None:
+        return Engine(config, batch), False
+    return cached(config, batch, tuple(jax.devices())), True
+
+
+def step_config(case: Case, model: SplitModel) -> StepConfig:
+    """The config ``evaluate`` builds for a given alpha (no search, predicted class)."""
+    explainers: tuple[Explainer, ...] = tuple(
+        (name, tuple(sorted(options.items())))
+        for name, options in (METHODS[m][1] for m in case.methods)
+    )
+    return StepConfig(
+        explainers=explainers,
+        alphas=case.alphas,
+        score_masks=True,
+        search=False,
+        ties="random",
+        tie_seed=0,
+        use_predicted=True,
+        num_classes=model.num_classes,
+        masked_chunk=case.masked_batch,
+    )
+
+
+def rate(images: int, seconds: float) -> float:
+    return images / seconds if seconds > 0 else float("nan")
+
+
+def run_case(case: Case, log: CompileLog) -> dict[str, Any]:
+    """Every measurement of one configuration (img/s, compile seconds)."""
+    rng = np.random.default_rng(0)
+    shape = (case.images, case.size, case.size, case.channels)
+    images = rng.random(shape, dtype=np.float32)
+    labels = rng.integers(0, case.classes, case.images).astype(np.int32)
+    model = build_model(case)
+    result: dict[str, Any] = {"config": case.describe(), **dataclasses.asdict(case)}
+    result["alphas"] = list(case.alphas)
+    result["forwards_per_image"] = case.forwards_per_image
+
+    # 1. The forward floor.
+    device_images = jax.device_put(images[: case.batch])
+    forward = jax.jit(lambda m, x: jax.vmap(m.scores)(x))
+    _, result["forward_compile_s"] = timed(lambda: forward(model, device_images))
+    forward_s = best_seconds(lambda: forward(model, device_images), case.repeats)
+    result["forward_img_s"] = rate(case.batch, forward_s)
+    result["floor_img_s"] = result["forward_img_s"] / case.forwards_per_image
+
+    # 2. The jitted step on a device-resident batch.
+    config = step_config(case, model)
+    engine, shared = make_engine(config, case.batch)
+    traces = engine.traces
+    result["engine_shared_with_evaluate"] = shared
+    host_batch = {
+        "image": images[: engine.batch_size],
+        "label": labels[: engine.batch_size],
+        "index": np.arange(engine.batch_size, dtype=np.int32),
+        "valid": np.ones(engine.batch_size, bool),
+    }
+    batch = jax.device_put(host_batch, engine.data_sharding)
+    sums = jax.device_put(
+        zero_evaluation_sums(len(case.methods), case.classes, len(case.alphas)), engine.replicated
+    )
+    placed = jax.device_put(model, engine.replicated)
+    _, result["step_compile_s"] = timed(lambda: engine.step(placed, sums, batch))
+    step_s = best_seconds(lambda: engine.step(placed, sums, batch), case.repeats)
+    result["step_img_s"] = rate(engine.batch_size, step_s)
+
+    # 3a. The warm engine streaming the host arrays (no compile), and the results build.
+    arrays = {"image": images, "label": labels}
+    run_sums, run_s = timed(lambda: engine.run(model, array_batches(arrays, engine.batch_size)))
+    result["run_img_s"] = rate(case.images, run_s)
+    names = [METHODS[m][0] for m in case.methods]
+    errors: dict[str, str] = {}
+    result["errors"] = errors
+    result["results_build_s"], error = attempt(
+        lambda: _evaluation(run_sums, names, case.alphas, case.alpha, {}, "random", 0)
+    )
+    if error:
+        errors["results build"] = error
+
+    # 3b. The user-facing call: a first call on one batch compiles, the second is timed.
+    methods = {METHODS[m][0]: METHODS[m][1] for m in case.methods}
+
+    def call(count: int) -> jaxcam.Evaluation:
+        return jaxcam.evaluate(
+            model,
+            (images[:count], labels[:count]),
+            methods,
+            alpha=case.alpha,
+            curve=case.curve,
+            batch_size=case.batch,
+            masked_batch_size=case.masked_batch,
+        )
+
+    with log.watch() as first_events:
+        result["evaluate_first_call_s"], error = attempt(lambda: call(case.batch))
+    if error:
+        errors["evaluate first call"] = error
+    with log.watch() as events:
+        evaluate_s, error = attempt(lambda: call(case.images))
+    if error:
+        errors["evaluate timed call"] = error
+    result["evaluate_failed"] = error is not None
+    first, second = compile_summary(first_events), compile_summary(events)
+    result["benchmark_engine_traces"] = engine.traces - traces  # 1: evaluate reused its step
+    result["evaluate_first_call_compiles"] = first
+    result["evaluate_timed_call_compiles"] = second
+    result["evaluate_s"] = evaluate_s
+    result["evaluate_img_s"] = rate(case.images, evaluate_s)
+    result["evaluate_net_img_s"] = rate(case.images, evaluate_s - second["overhead_s"])
+    result["recompiles_per_call"] = second["backend_compile_s"] > 0.1 * evaluate_s
+    for key in ("step", "run", "evaluate", "evaluate_net"):
+        result[f"{key}_x_floor"] = result[f"{key}_img_s"] / result["floor_img_s"]
+    return result
+
+
+def table(results: Sequence[dict[str, Any]]) -> str:
+    header = (
+        "config",
+        "forward img/s",
+        "floor img/s",
+        "step img/s (x floor)",
+        "run img/s (x floor)",
+        "evaluate img/s (x floor)",
+    )
+    rows = [header]
+    for r in results:
+        rows.append(
+            (
+                r["config"],
+                f"{r['forward_img_s']:.1f}",
+                f"{r['floor_img_s']:.1f}",
+                f"{r['step_img_s']:.1f} ({r['step_x_floor']:.2f})",
+                f"{r['run_img_s']:.1f} ({r['run_x_floor']:.2f})",
+                f"{r['evaluate_img_s']:.1f} ({r['evaluate_x_floor']:.2f})"
+                + (" FAILED" if r["evaluate_failed"] else ""),
+            )
+        )
+    widths = [max(len(row[i]) for row in rows) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def details(r: dict[str, Any]) -> str:
+    first, second = r["evaluate_first_call_compiles"], r["evaluate_timed_call_compiles"]
+    largest = ", ".join(f"{name} {seconds:.1f} s" for name, seconds in second["largest"])
+    verdict = (
+        f"RECOMPILED ({second['backend_compiles']} XLA compile(s): {largest}); "
+        f"net of {second['overhead_s']:.1f} s trace+lower+compile: "
+        f"{r['evaluate_net_img_s']:.1f} img/s ({r['evaluate_net_x_floor']:.2f} x floor)"
+        if r["recompiles_per_call"]
+        else f"no step recompile ({second['backend_compiles']} small compile(s), "
+        f"{second['overhead_s']:.2f} s)"
+    )
+    engine = (
+        "step engine shared with evaluate (engine_for)"
+        if r["engine_shared_with_evaluate"]
+        else "evaluate builds its own Engine"
+    )
+    return (
+        f"{r['config']}: {r['forwards_per_image']} forwards/image; {engine}, "
+        f"traced {r['benchmark_engine_traces']}x; first calls (s): "
+        f"forward {r['forward_compile_s']:.1f}, step {r['step_compile_s']:.1f}, "
+        f"evaluate {r['evaluate_first_call_s']:.1f} ({first['backend_compiles']} XLA "
+        f"compile(s), {first['backend_compile_s']:.1f} s); results build "
+        f"{1e3 * r['results_build_s']:.0f} ms\n"
+        f"  timed evaluate call ({r['images']} images, {r['evaluate_s']:.2f} s): {verdict}"
+        + "".join(f"\n  ERROR in {where}: {error}" for where, error in r["errors"].items())
+    )
+
+
+def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[Case]]:
+    parser = argparse.ArgumentParser(description="Table-1 evaluation throughput vs the floor")
+    on_gpu = jax.default_backend() == "gpu"
+    parser.add_argument("--preset", choices=("gpu",), help="ResNet-50, two configurations")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--model", default="small_cnn", choices=jaxcam.model_names())
+    parser.add_argument("--size", type=int, help="image side (default: the model's)")
+    parser.add_argument("--channels", type=int, help="default 1 for small_cnn, else 3")
+    parser.add_argument("--classes", type=int, help="default 2 for small_cnn, else 1000")
+    parser.add_argument("--batch", type=int, help="images per step (default 32, --quick 8)")
+    parser.add_argument("--methods", default="cam,grad_cam,grad_cam_plus_plus_closed")
+    parser.add_argument("--output", default="relu", help="relu, softmax, linear or exp")
+    parser.add_argument("--alpha", type=float, default=0.5)
+    parser.add_argument("--curve", action="store_true", help="score the whole alpha grid")
+    parser.add_argument("--repeats", type=int, help="timed step/forward calls (best of)")
+    parser.add_argument("--images", type=int, help="images of the evaluate call (16 batches)")
+    parser.add_argument("--masked-batch", type=int, default=512, help="masked images per call")
+    parser.add_argument("--json", help="write the numbers to this path")
+    args = parser.parse_args(argv)
+    if args.preset and args.quick:
+        parser.error("--preset and --quick exclude each other")
+    methods = tuple(m.strip() for m in args.methods.split(",") if m.strip())
+    unknown = [m for m in methods if m not in METHODS]
+    if unknown or not methods:
+        parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    repeats = args.repeats or (2 if args.quick else 10 if on_gpu else 5)
+
+    def case(label: str, **fields: Any) -> Case:
+        batch = fields.get("batch", args.batch or (8 if args.quick else 32))
+        default_images = (4 if args.quick else 16) * batch
+        values: dict[str, Any] = {
+            "model": args.model,
+            "size": args.size,
+            "channels": args.channels,
+            "classes": args.classes,
+            "batch": batch,
+            "methods": methods,
+            "output": args.output,
+            "alpha": args.alpha,
+            "curve": args.curve,
+            "images": args.images or default_images,
+            "repeats": repeats,
+            "masked_batch": args.masked_batch,
+            **fields,
+        }
+        small = values["model"] == "small_cnn"
+        values["size"] = values["size"] or default_input_size(values["model"])
+        values["channels"] = values["channels"] or (1 if small else 3)
+        values["classes"] = values["classes"] or (2 if small else 1000)
+        return Case(label=label, **values)
+
+    if args.preset == "gpu":
+        resnet = {"model": "resnet50", "size": 224, "channels": 3, "classes": 1000, "batch": 64}
+        rest = {**resnet, "alpha": args.alpha, "curve": False}
+        cases = [
+            case(
+                "a) ", methods=("cam", "grad_cam", "grad_cam_plus_plus"), output="softmax", **rest
+            ),
+            case(
+                "b) ",
+                methods=("cam", "grad_cam", "grad_cam_plus_plus_closed"),
+                output="relu",
+                **rest,
+            ),
+        ]
+    elif args.quick:
+        cases = [case("", size=args.size or 32)]
+    else:
+        cases = [case("")]
+    return args, cases
+
+
+def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
+    start = time.perf_counter()
+    args, cases = parse(argv)
+    device = jax.devices()[0]
+    header = (
+        f"device {device.device_kind} ({jax.default_backend()}, {jax.device_count()} device(s)), "
+        f"jax {jax.__version__}"
+    )
+    print(header, flush=True)
+    log = CompileLog()
+    results = []
+    for case in cases:
+        results.append(run_case(case, log))
+        print(f"  done: {case.describe()} ({time.perf_counter() - start:.0f} s)", flush=True)
+    print(table(results))
+    for r in results:
+        print(details(r))
+    wall = time.perf_counter() - start
+    print(f"wall {wall:.1f} s", flush=True)
+    if args.json:
+        record = {
+            "device": device.device_kind,
+            "backend": jax.default_backend(),
+            "device_count": jax.device_count(),
+            "jax": jax.__version__,
+            "wall_s": wall,
+            "results": results,
+        }
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2, default=str)
+    return results
+
+
+if __name__ == "__main__":
+    main()
