@@ -6,7 +6,8 @@ Command::
     python experiments/ground_truth.py --quick         # a reduced run (about 1 min)
 
 For every setting - phantom variant (v1, v2), training seed (0, 1, 2), occlusion-aware
-training (off, on) and, on v2, a shortcut confounder (off, p = 0.9) - it trains the
+training (off, p = 0.5) and, on v2 without occlusion, a shortcut confounder (p = 0.9) -
+and each tie policy of BAD (random, smooth) it trains the
 demo's model (small CNN, ReLU output), chooses BAD's alpha by the demo's rule (all test
 images, CAM / Grad-CAM / Grad-CAM++) and scores, on the PNEUMONIA test images (class
 PNEUMONIA explained), a *ladder* of maps of known quality built from each lesion mask
@@ -58,8 +59,8 @@ from jaxcam.metrics import kept_pixel_count, tie_priority, top_pixel_mask
 from jaxcam.train import TrainConfig, accuracy, train_on_arrays
 from jaxcam.viz import save_line_plot
 
-#: The curve of the study: a coarser grid than the demo's search, plus the chosen alpha.
-CURVE_GRID = tuple(round(0.1 * i, 1) for i in range(1, 10))
+#: The curve of the study: a coarser grid than the demo's (time), plus the chosen alpha.
+CURVE_GRID = (0.1, 0.3, 0.5, 0.7, 0.9)
 LOWER_IS_BETTER = {"AD": True, "BAD": True, "BAD curve": True}
 METRICS = ("AD", "BAD", "BAD curve", "pointing", "energy", "lesion kept")
 
@@ -74,15 +75,24 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--occlusion", default="0,0.5", help="occlusion probabilities to train with"
     )
     parser.add_argument("--confounder", default="0,0.9", help="marker correlations (v2 only)")
+    parser.add_argument("--ties", default="random,smooth", help="tie policies to compare")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--split-sizes", default=None, help="train,val,test (default 1200,200,300)")
-    parser.add_argument("--quick", action="store_true", help="reduced setting (tests, smoke runs)")
-    args = parser.parse_args(argv)
-    if args.quick:
-        args.seeds, args.variants, args.occlusion, args.confounder = "0", "v2", "0", "0,0.9"
-        args.epochs, args.image_size, args.split_sizes = 2, 64, "96,16,48"
-    return args
+    parser.add_argument(
+        "--quick", action="store_true", help="reduced defaults (tests, smoke runs); flags still win"
+    )
+    if parser.parse_args(argv).quick:
+        parser.set_defaults(
+            seeds="0",
+            variants="v2",
+            occlusion="0",
+            confounder="0,0.9",
+            epochs=2,
+            image_size=64,
+            split_sizes="96,16,48",
+        )
+    return parser.parse_args(argv)
 
 
 def _floats(text: str) -> list[float]:
@@ -90,7 +100,11 @@ def _floats(text: str) -> list[float]:
 
 
 def localisation(
-    model: jaxcam.SplitModel, data: dict[str, np.ndarray], alpha: float, tie_seed: int = 0
+    model: jaxcam.SplitModel,
+    data: dict[str, np.ndarray],
+    alpha: float,
+    ties: str,
+    tie_seed: int = 0,
 ) -> dict[str, dict[str, float]]:
     """Mean pointing game, energy inside the mask and lesion kept share per map, (N images).
 
@@ -112,7 +126,7 @@ def localisation(
 
     @jax.jit
     def scores(saliency: jax.Array, mask: jax.Array, index: jax.Array):
-        priority = tie_priority("random", tie_seed, index, height * width)
+        priority = tie_priority(ties, tie_seed, index, (height, width))
         kept = top_pixel_mask(saliency, num_kept, priority)
         return (
             pointing_game(saliency, mask).astype(jnp.float32),
@@ -160,7 +174,8 @@ def taus(rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
 def run_setting(
     args: argparse.Namespace, variant: str, seed: int, occlusion: float, confounder: float
-) -> dict[str, Any]:
+) -> list[dict[str, Any]]:
+    """Train one model; score the ladder under each tie policy (one result each)."""
     sizes = None
     if args.split_sizes:
         sizes = dict(
@@ -197,14 +212,7 @@ def run_setting(
         "mask": test.masks[sick],
         "marker": test.markers[sick],
     }
-    rows_methods = {**jaxcam.PAPER_METHODS, **LADDER}
-    evaluation = jaxcam.evaluate(
-        model, pneumonia, rows_methods, alpha=alpha, grid=CURVE_GRID, explain="label"
-    )
-    rows = metric_values(evaluation, list(rows_methods))
-    for name, scores in localisation(model, pneumonia, alpha).items():
-        rows[name].update(scores)
-    result: dict[str, Any] = {
+    setting = {
         "variant": variant,
         "seed": seed,
         "occlusion": occlusion,
@@ -212,6 +220,32 @@ def run_setting(
         "test_accuracy": test_accuracy,
         "pneumonia_images": int(sick.sum()),
         "alpha": alpha,
+    }
+    area = lesion_area_fractions(test)[sick]
+    return [
+        {**setting, "ties": ties, **score_ladder(model, pneumonia, area, alpha, ties, confounder)}
+        for ties in args.ties.split(",")
+    ]
+
+
+def score_ladder(
+    model: jaxcam.SplitModel,
+    pneumonia: dict[str, np.ndarray],
+    area: np.ndarray,
+    alpha: float,
+    ties: str,
+    confounder: float,
+) -> dict[str, Any]:
+    """The ladder and the methods on the PNEUMONIA images, under one tie policy."""
+    rows_methods = {**jaxcam.PAPER_METHODS, **LADDER}
+    evaluation = jaxcam.evaluate(
+        model, pneumonia, rows_methods, alpha=alpha, grid=CURVE_GRID, explain="label", ties=ties
+    )
+    rows = metric_values(evaluation, list(rows_methods))
+    for name, scores in localisation(model, pneumonia, alpha, ties).items():
+        rows[name].update(scores)
+        rows[name]["tie_decided"] = evaluation.results[name].tie_decided
+    result: dict[str, Any] = {
         "rows": rows,
         "tau": taus(rows),
         "curves": {
@@ -228,19 +262,19 @@ def run_setting(
     }
 
     # By lesion size: terciles of lesion area among the PNEUMONIA test images.
-    area = lesion_area_fractions(test)[sick]
-    edges = np.quantile(area, [1 / 3, 2 / 3])
-    tercile = np.digitize(area, edges)
+    tercile = np.digitize(area, np.quantile(area, [1 / 3, 2 / 3]))
     result["by_size"] = {}
     for t, label in enumerate(("small", "medium", "large")):
         chosen = tercile == t
         part = {k: v[chosen] for k, v in pneumonia.items()}
-        sub = jaxcam.evaluate(model, part, LADDER, alpha=alpha, curve=False, explain="label")
-        sub_rows = metric_values(sub, list(LADDER))
+        sub = jaxcam.evaluate(
+            model, part, LADDER, alpha=alpha, curve=False, explain="label", ties=ties
+        )
+        sub_taus = taus(metric_values(sub, list(LADDER)))
         result["by_size"][label] = {
             "area_percent": [float(100 * area[chosen].min()), float(100 * area[chosen].max())],
             "images": int(chosen.sum()),
-            "tau": {m: taus(sub_rows)[m] for m in ("AD", "BAD")},
+            "tau": {m: sub_taus[m] for m in ("AD", "BAD")},
         }
 
     # The shortcut: on PNEUMONIA images that carry the marker, a map of the marker.
@@ -253,7 +287,9 @@ def run_setting(
             "noise": LADDER["noise"],
             "inverted": LADDER["inverted"],
         }
-        sub = jaxcam.evaluate(model, part, shortcut_rows, alpha=alpha, curve=False, explain="label")
+        sub = jaxcam.evaluate(
+            model, part, shortcut_rows, alpha=alpha, curve=False, explain="label", ties=ties
+        )
         result["shortcut"] = {
             "images": int(marked.sum()),
             "rows": metric_values(sub, list(shortcut_rows)),
@@ -283,7 +319,8 @@ def summary_line(r: dict[str, Any]) -> str:
     )
     return (
         f"{r['variant']} seed {r['seed']} occlusion {r['occlusion']:.1f} confounder "
-        f"{r['confounder']:.1f} | acc {r['test_accuracy']:.3f} | alpha {r['alpha']:.2f} | tau AD "
+        f"{r['confounder']:.1f} ties {r['ties']} | acc {r['test_accuracy']:.3f} | "
+        f"alpha {r['alpha']:.2f} | tau AD "
         f"{_fmt(tau['AD'], 2)} BAD {_fmt(tau['BAD'], 2)} curve {_fmt(tau['BAD curve'], 2)} | "
         f"GT check {checks}"
     )
@@ -301,11 +338,12 @@ def markdown(results: list[dict[str, Any]], wall: float) -> str:
         + " | ".join(f"tau {m}" for m in METRICS)
         + " | BAD(GT) < BAD(noise), < BAD(inverted) |"
     )
-    lines.append("|" + "---|" * (7 + len(METRICS)))
+    lines.append("|" + "---|" * (8 + len(METRICS)))
     for r in results:
         checks = " / ".join("yes" if v else "**no**" for v in r["checks"].values())
         lines.append(
             f"| {r['variant']} | {r['seed']} | {r['occlusion']:.1f} | {r['confounder']:.1f} | "
+            f"{r['ties']} | "
             f"{r['test_accuracy']:.3f} | {r['alpha']:.2f} | "
             + " | ".join(_fmt(r["tau"][m], 2) for m in METRICS)
             + f" | {checks} |"
@@ -313,12 +351,21 @@ def markdown(results: list[dict[str, Any]], wall: float) -> str:
     lines += ["", "## Per rung (mean over settings of each variant / occlusion / confounder)", ""]
     groups: dict[tuple, list[dict[str, Any]]] = {}
     for r in results:
-        groups.setdefault((r["variant"], r["occlusion"], r["confounder"]), []).append(r)
-    columns = ("AD", "BAD", "BAD curve", "BAD O>Y", "pointing", "energy", "lesion kept")
-    for (variant, occlusion, confounder), group in groups.items():
+        groups.setdefault((r["variant"], r["occlusion"], r["confounder"], r["ties"]), []).append(r)
+    columns = (
+        "AD",
+        "BAD",
+        "BAD curve",
+        "BAD O>Y",
+        "tie_decided",
+        "pointing",
+        "energy",
+        "lesion kept",
+    )
+    for (variant, occlusion, confounder, ties), group in groups.items():
         lines += [
-            f"### {variant}, occlusion {occlusion:.1f}, confounder {confounder:.1f} "
-            f"({len(group)} seeds)",
+            f"### {variant}, occlusion {occlusion:.1f}, confounder {confounder:.1f}, "
+            f"ties {ties} ({len(group)} seeds)",
             "",
             "| map | quality | " + " | ".join(columns) + " |",
             "|" + "---|" * (2 + len(columns)),
@@ -370,20 +417,20 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
     results = []
-    settings = [
+    settings = [  # seed-major; the confounder is studied without occlusion (time)
         (variant, seed, occlusion, confounder)
-        for variant, seed, occlusion, confounder in itertools.product(
-            args.variants.split(","),
+        for seed, variant, confounder, occlusion in itertools.product(
             [int(s) for s in args.seeds.split(",")],
-            _floats(args.occlusion),
+            args.variants.split(","),
             _floats(args.confounder),
+            _floats(args.occlusion),
         )
-        if variant == "v2" or confounder == 0
+        if (variant == "v2" or confounder == 0) and (confounder == 0 or occlusion == 0)
     ]
     for variant, seed, occlusion, confounder in settings:
-        result = run_setting(args, variant, seed, occlusion, confounder)
-        results.append(result)
-        print(summary_line(result), flush=True)
+        for result in run_setting(args, variant, seed, occlusion, confounder):
+            results.append(result)
+            print(summary_line(result), flush=True)
         (out / "results.json").write_text(
             json.dumps({"settings": results, "versions": software_versions()}, indent=1)
         )
@@ -408,7 +455,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         marked_x=first["alpha"],
     )
     labels = [
-        f"{r['variant']}/s{r['seed']}/o{r['occlusion']:.1f}/c{r['confounder']:.1f}" for r in results
+        f"{r['variant']}/s{r['seed']}/o{r['occlusion']:.1f}/c{r['confounder']:.1f}/{r['ties']}"
+        for r in results
     ]
     save_line_plot(
         out / "tau.png",

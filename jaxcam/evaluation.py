@@ -203,7 +203,7 @@ def evaluation_step(
 
     maps = _explain(config, model, batch, feature_maps, classes)  # (M, B, H, W)
     num_methods, batch_size, height, width = maps.shape
-    priority = jax.vmap(lambda i: tie_priority(config.ties, config.tie_seed, i, height * width))(
+    priority = jax.vmap(lambda i: tie_priority(config.ties, config.tie_seed, i, (height, width)))(
         batch["index"]
     )
     rankings = jax.vmap(jax.vmap(rank_pixels), in_axes=(0, None))(maps, priority)

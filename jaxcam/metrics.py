@@ -51,7 +51,7 @@ from jaxcam.models.base import SplitModel
 
 Array = jax.Array
 
-TIE_POLICIES: tuple[str, ...] = ("random", "raster")
+TIE_POLICIES: tuple[str, ...] = ("random", "smooth", "raster")
 #: BAD's alpha grid: 0.05, 0.10, ..., 0.95.
 ALPHA_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: Histogram of log2(O / Y) for the median: bins of 1/32 octave over [-16, 16), plus
@@ -76,18 +76,39 @@ def kept_pixel_count(alpha: float, height: int, width: int) -> int:
 # Per-example masks (one map (H, W), one image (H, W, C)).
 
 
-def tie_priority(ties: str, seed: int, index: Array, num_pixels: int) -> Array:
-    """Priority of each pixel among equally salient ones (lower is kept first), (H*W,) uint32.
+def smooth_random_field(key: Array, shape: tuple[int, int]) -> Array:
+    """A smooth random field (H, W) in [0, 1]: blobs at two scales.
 
-    ``random``: random bits drawn from ``fold_in(key(seed), index)``, so each image
-    (``index``: its position in the data set) has its own order, shared by every
-    method. ``raster``: all equal, so the row-major index decides. Equal priorities
-    (rare for random bits) fall back to the row-major index, so ranks are exact.
+    Uniform noise on a 4x4 grid plus, with a random weight up to 1/2, on a 16x16 grid,
+    each upsampled bilinearly. Its level sets are blob-shaped, like the complement of
+    an upsampled saliency map; its distribution does not depend on the position.
     """
+    coarse_key, fine_key, weight_key = jax.random.split(key, 3)
+    weight = jax.random.uniform(weight_key, maxval=0.5)
+    coarse = jax.image.resize(jax.random.uniform(coarse_key, (4, 4)), shape, "bilinear")
+    fine = jax.image.resize(jax.random.uniform(fine_key, (16, 16)), shape, "bilinear")
+    return (1 - weight) * coarse + weight * fine
+
+
+def tie_priority(ties: str, seed: int, index: Array, shape: tuple[int, int]) -> Array:
+    """Priority of each pixel among equally salient ones (lower is kept first), (H*W,) float32.
+
+    Drawn from ``fold_in(key(seed), index)``, so each image (``index``: its position in
+    the data set) has its own order, shared by every method on it:
+
+    * ``random``: i.i.d. uniform per pixel - tied pixels are kept scattered;
+    * ``smooth``: :func:`smooth_random_field` - tied pixels are kept in random blobs;
+    * ``raster``: all equal, so the row-major index decides (top rows first).
+
+    Equal priorities fall back to the row-major index, so ranks are always exact.
+    """
+    height, width = shape
     if check_ties(ties) == "raster":
-        return jnp.zeros((num_pixels,), jnp.uint32)
+        return jnp.zeros((height * width,), jnp.float32)
     key = jax.random.fold_in(jax.random.key(seed), index)
-    return jax.random.bits(key, (num_pixels,), jnp.uint32)
+    if ties == "random":
+        return jax.random.uniform(key, (height * width,))
+    return smooth_random_field(key, shape).reshape(-1)
 
 
 class Ranking(NamedTuple):
@@ -111,7 +132,7 @@ def rank_pixels(saliency: Array, priority: Array) -> Ranking:
 def pixel_ranks(saliency: Array, priority: Array | None = None) -> Array:
     """Ranks (H, W) of a map's pixels; ``priority=None`` breaks ties in raster order."""
     if priority is None:
-        priority = jnp.zeros((saliency.size,), jnp.uint32)
+        priority = jnp.zeros((saliency.size,), jnp.float32)
     return rank_pixels(saliency, priority).ranks
 
 
@@ -393,10 +414,10 @@ def _masked_scores_step(
     ties: str,
     tie_seed: int,
 ) -> MaskedScores:
-    num_pixels = images.shape[1] * images.shape[2]
+    shape = images.shape[1:3]
 
     def one(image: Array, saliency: Array, class_index: Array, index: Array) -> MaskedScores:
-        priority = tie_priority(ties, tie_seed, index, num_pixels)
+        priority = tie_priority(ties, tie_seed, index, shape)
         stacked = jnp.stack(
             [
                 image,

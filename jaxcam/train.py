@@ -27,6 +27,7 @@ import optax
 
 from jaxcam.checks import check_image_batch
 from jaxcam.evaluation import in_batches
+from jaxcam.metrics import smooth_random_field
 from jaxcam.models.base import CAMClassifier, SplitModel, bind
 
 Array = jax.Array
@@ -59,19 +60,13 @@ def random_black_occlusion(
 ) -> Array:
     """Black out a random blob-shaped region of one raw image (H, W, C) -> (H, W, C).
 
-    The region is where a smooth random field (uniform noise on a coarse grid, 4x4
-    plus 16x16 with a random weight up to 1/2, upsampled bilinearly) is below its q-quantile, q
-    drawn uniformly from ``area``: exactly round(q * H * W) pixels become 0, in a few
-    blobs shaped like the complement of an upsampled saliency map.
+    The region is where :func:`jaxcam.metrics.smooth_random_field` is below its
+    q-quantile, q drawn uniformly from ``area``: exactly round(q * H * W) pixels become 0,
+    in a few blobs shaped like the complement of an upsampled saliency map.
     """
     height, width = image.shape[:2]
-    coarse_key, fine_key, weight_key, area_key = jax.random.split(key, 4)
-    coarse = jax.random.uniform(coarse_key, (4, 4))
-    fine = jax.random.uniform(fine_key, (16, 16))
-    weight = jax.random.uniform(weight_key, maxval=0.5)
-    field = (1 - weight) * jax.image.resize(coarse, (height, width), "bilinear") + (
-        weight * jax.image.resize(fine, (height, width), "bilinear")
-    )
+    field_key, area_key = jax.random.split(key)
+    field = smooth_random_field(field_key, (height, width))
     share = jax.random.uniform(area_key, minval=area[0], maxval=area[1])
     count = jnp.round(share * height * width).astype(jnp.int32)
     ranks = jnp.argsort(jnp.argsort(field.reshape(-1))).reshape(height, width)

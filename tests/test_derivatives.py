@@ -56,8 +56,8 @@ def test_chunking_does_not_change_the_result(chunk_size, method):
     _, f = mlp_head()
     a = jnp.asarray(np.random.default_rng(2).normal(size=(2, 2, 5)), jnp.float32)
     reference = pure_derivatives(f, a, method="nested_jvp", chunk_size=a.size)
-    got = pure_derivatives(f, a, method=method, chunk_size=chunk_size)
-    for got, want in zip(got, reference, strict=True):
+    result = pure_derivatives(f, a, method=method, chunk_size=chunk_size)
+    for got, want in zip(result, reference, strict=True):
         np.testing.assert_allclose(got, want, rtol=1e-6, atol=1e-6)
 
 

@@ -1,12 +1,13 @@
 """Grad-CAM++ (Chattopadhyay et al. 2018; paper eq. 7-8), exact or closed form.
 
 ``derivatives="exact"`` (default) takes the pure second and third derivatives of
-the class score with nested ``jax.jvp`` (:mod:`jaxcam.derivatives`), for any head;
-through the pooled features when the head starts with global average pooling
-(O(N*K) instead of O(N^2)), with the K directions taken past the first dense
-layer analytically (rows of its kernel). ``derivatives="closed_form"`` is what
-public CAM libraries compute: ``d2 = g^2``, ``d3 = g^3`` with ``g = dS^c/dA`` the gradient of
-the class *logit*, exact only for ``Y = exp(S)`` with S linear in A.
+the class score exactly (:mod:`jaxcam.derivatives`: Taylor mode by default, nested
+``jax.jvp`` as the reference), for any head; through the pooled features when the
+head starts with global average pooling (O(N*K) instead of O(N^2)), with the K
+directions taken past the first dense layer analytically (rows of its kernel).
+``derivatives="closed_form"`` is what public CAM libraries compute: ``d2 = g^2``,
+``d3 = g^3`` with ``g = dS^c/dA`` the gradient of the class *logit*, exact only for
+``Y = exp(S)`` with S linear in A.
 
 Zero-denominator convention: where ``2 d2 + sum_ab A_ab d3 == 0`` (or is not
 finite) alpha := 0, as the closed-form libraries do where g == 0. With exact
@@ -55,7 +56,7 @@ def grad_cam_plus_plus_derivatives(
       score: differentiated score (default: the model's output activation).
       form: ``stable`` (log-space ``Y/Y(A0)``) or ``naive``.
       path: ``auto`` (pooled when the model declares GAP pooling), ``pooled`` or
-        ``general`` (nested jvp along all h*w*K basis directions).
+        ``general`` (any head: along all h*w*K basis directions).
       chunk_size: basis directions vmapped at once (see :func:`pure_derivatives`).
       derivative_method: ``taylor`` (one Taylor-mode pass per direction) or
         ``nested_jvp`` (the reference), see :mod:`jaxcam.derivatives`.
