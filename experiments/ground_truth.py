@@ -80,6 +80,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--split-sizes", default=None, help="train,val,test (default 1200,200,300)")
     parser.add_argument(
+        "--resume",
+        action="store_true",
+        help="keep the results already in OUT/results.json and run only the missing ones",
+    )
+    parser.add_argument(
         "--quick", action="store_true", help="reduced defaults (tests, smoke runs); flags still win"
     )
     if parser.parse_args(argv).quick:
@@ -173,7 +178,12 @@ def taus(rows: dict[str, dict[str, Any]]) -> dict[str, float | None]:
 
 
 def run_setting(
-    args: argparse.Namespace, variant: str, seed: int, occlusion: float, confounder: float
+    args: argparse.Namespace,
+    variant: str,
+    seed: int,
+    occlusion: float,
+    confounder: float,
+    tie_policies: list[str],
 ) -> list[dict[str, Any]]:
     """Train one model; score the ladder under each tie policy (one result each)."""
     sizes = None
@@ -224,7 +234,7 @@ def run_setting(
     area = lesion_area_fractions(test)[sick]
     return [
         {**setting, "ties": ties, **score_ladder(model, pneumonia, area, alpha, ties, confounder)}
-        for ties in args.ties.split(",")
+        for ties in tie_policies
     ]
 
 
@@ -404,6 +414,10 @@ def markdown(results: list[dict[str, Any]], wall: float) -> str:
     return "\n".join(lines)
 
 
+def _key(r: dict[str, Any]) -> tuple:
+    return (r["variant"], r["seed"], r["occlusion"], r["confounder"], r["ties"])
+
+
 def _mean(values: list[float | None]) -> float | None:
     kept = [v for v in values if v is not None]
     return float(np.mean(kept)) if kept else None
@@ -427,8 +441,17 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         )
         if (variant == "v2" or confounder == 0) and (confounder == 0 or occlusion == 0)
     ]
+    if args.resume and (out / "results.json").exists():
+        results = json.loads((out / "results.json").read_text())["settings"]
+        print(f"resuming: {len(results)} results in {out / 'results.json'}")
+    done = {_key(r) for r in results}
     for variant, seed, occlusion, confounder in settings:
-        for result in run_setting(args, variant, seed, occlusion, confounder):
+        missing = [
+            t for t in args.ties.split(",") if (variant, seed, occlusion, confounder, t) not in done
+        ]
+        if not missing:
+            continue
+        for result in run_setting(args, variant, seed, occlusion, confounder, missing):
             results.append(result)
             print(summary_line(result), flush=True)
         (out / "results.json").write_text(

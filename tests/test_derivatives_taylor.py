@@ -9,15 +9,11 @@ import pytest
 from conftest import dot_precisions, head_model, random_feature_map
 from test_saliency import asymptotic_map, saturated_softmax_model
 
-from jaxcam.derivatives import (
-    directional_derivatives,
-    logsumexp_taylor,
-    pure_derivatives,
-    taylor_derivatives,
-)
+from jaxcam.derivatives import directional_derivatives, pure_derivatives
 from jaxcam.models import bind
 from jaxcam.saliency import grad_cam_plus_plus, grad_cam_plus_plus_derivatives
 from jaxcam.saliency.scores import class_score
+from jaxcam.taylor import logsumexp_taylor, taylor_derivatives
 
 HIGHEST = (jax.lax.Precision.HIGHEST, jax.lax.Precision.HIGHEST)
 

@@ -31,8 +31,8 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from jaxcam.derivatives import logsumexp_taylor, taylor_rule
 from jaxcam.models.base import check_output_activation
+from jaxcam.taylor import logsumexp_taylor, taylor_rule
 
 Array = jax.Array
 SCORE_FORMS: tuple[str, ...] = ("stable", "naive")
