@@ -43,7 +43,7 @@ import numpy as np
 import tensorflow_datasets as tfds
 
 import jaxcam
-from jaxcam.data import PNEUMONIA, lesion_area_fractions, load_phantom
+from jaxcam.data import PNEUMONIA, lesion_area_fractions, load_phantom_splits
 from jaxcam.evaluation import reference_key, software_versions
 from jaxcam.ground_truth import (
     LADDER_QUALITY,
@@ -186,23 +186,14 @@ def run_setting(
     tie_policies: list[str],
 ) -> list[dict[str, Any]]:
     """Train one model; score the ladder under each tie policy (one result each)."""
-    sizes = None
-    if args.split_sizes:
-        sizes = dict(
-            zip(("train", "val", "test"), map(int, args.split_sizes.split(",")), strict=True)
-        )
-    data = {
-        split: load_phantom(
-            split,
-            args.data_dir,
-            seed,
-            args.image_size,
-            split_sizes=sizes,
-            variant=variant,
-            confounder=confounder,
-        )
-        for split in ("train", "val", "test")
-    }
+    data = load_phantom_splits(
+        args.data_dir,
+        seed,
+        args.image_size,
+        split_sizes=args.split_sizes,
+        variant=variant,
+        confounder=confounder,
+    )
     module = jaxcam.create_model("small_cnn", num_classes=2, output="relu")
     config = TrainConfig(epochs=args.epochs, seed=seed, occlusion=occlusion)
     model = train_on_arrays(module, data["train"], data["val"], config, log=lambda line: None)

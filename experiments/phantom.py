@@ -42,7 +42,7 @@ import tensorflow_datasets as tfds
 
 import jaxcam
 from jaxcam.checks import check_alpha
-from jaxcam.data import CLASS_NAMES, PNEUMONIA, load_phantom
+from jaxcam.data import CLASS_NAMES, PNEUMONIA, load_phantom_splits
 from jaxcam.evaluation import evaluation_record, software_versions
 from jaxcam.ground_truth import ladder_references
 from jaxcam.train import TrainConfig, accuracy, predict_scores, train_on_arrays
@@ -86,22 +86,13 @@ def main(argv: list[str] | None = None) -> dict:
     start = time.perf_counter()
     tfds.disable_progress_bar()
     absl.logging.set_verbosity(absl.logging.ERROR)
-    sizes = None
-    if args.split_sizes:
-        sizes = dict(
-            zip(("train", "val", "test"), map(int, args.split_sizes.split(",")), strict=True)
-        )
-    data = {
-        s: load_phantom(
-            s,
-            args.data_dir,
-            args.seed,
-            split_sizes=sizes,
-            variant=args.variant,
-            confounder=args.confounder,
-        )
-        for s in ("train", "val", "test")
-    }
+    data = load_phantom_splits(
+        args.data_dir,
+        args.seed,
+        split_sizes=args.split_sizes,
+        variant=args.variant,
+        confounder=args.confounder,
+    )
     model = jaxcam.create_model("small_cnn", num_classes=2, output=args.output)
     config = TrainConfig(epochs=args.epochs, seed=args.seed, occlusion=args.occlusion)
     trained = train_on_arrays(model, data["train"], data["val"], config)

@@ -393,6 +393,25 @@ def _power_series(u: list[Any], y0: Array, power: Any, order: int) -> list[Any]:
     return y[1:]
 
 
+def _log_series(u: list[Any], base: Any, order: int) -> list[Term]:
+    """Coefficients 1..order of ``log(u(t))`` for a series u with ``u_0 = base``.
+
+    From ``u' = u y'``: ``y_k = (u_k - sum_{j<k} (j/k) y_j u_{k-j}) / u_0``.
+    """
+    y: list[Any] = [None]
+    for k in range(1, order + 1):
+        rest = _total(
+            [
+                (j / k) * (y[j] * u[k - j])
+                for j in range(1, k)
+                if y[j] is not None and u[k - j] is not None
+            ]
+        )
+        numerator = _add(u[k], _scaled(rest, -1))
+        y.append(None if numerator is None else numerator / base)
+    return y[1:]
+
+
 def _exp_series(u: list[Any], y0: Array, order: int) -> list[Any]:
     return _by_derivative(u, y0, lambda y, m: y[m], order)
 
@@ -425,19 +444,7 @@ def _unary_rule(eqn: JaxprEqn, primals: list[Any], series: list[Series], order: 
     if name == "expm1":
         return [y0], [_exp_series(u, jnp.exp(u[0]), order)]
     if name in ("log", "log1p"):
-        base = u[0] if name == "log" else 1 + u[0]
-        y: list[Any] = [y0]
-        for k in range(1, order + 1):
-            rest = _total(
-                [
-                    (j / k) * (y[j] * u[k - j])
-                    for j in range(1, k)
-                    if y[j] is not None and u[k - j] is not None
-                ]
-            )
-            numerator = _add(u[k], _scaled(rest, -1))
-            y.append(None if numerator is None else numerator / base)
-        return [y0], [y[1:]]
+        return [y0], [_log_series(u, u[0] if name == "log" else 1 + u[0], order)]
     if name == "tanh":
         return [y0], [
             _by_derivative(
@@ -644,17 +651,7 @@ def logsumexp_taylor(
     s = _dense_series(jnp.zeros_like(logits), series[0], order)
     q = _exp_series(s, 1.0, order)
     moments = [1.0] + [None if t is None else jnp.tensordot(t, weights, weights.ndim) for t in q]
-    out: list[Any] = [total]
-    for k in range(1, order + 1):
-        rest = _total(
-            [
-                (j / k) * (out[j] * moments[k - j])
-                for j in range(1, k)
-                if out[j] is not None and moments[k - j] is not None
-            ]
-        )
-        out.append(_add(moments[k], _scaled(rest, -1)))
-    return total, out[1:]
+    return total, _log_series(moments, 1.0, order)
 
 
 def _taylor_rule(eqn: JaxprEqn, primals: list[Any], series: list[Series], order: int) -> RuleResult:

@@ -28,6 +28,7 @@ from jaxcam.data.tfds_phantom import (
     batches,
     build_phantom,
     load_phantom,
+    load_phantom_splits,
     phantom_config,
 )
 
@@ -53,6 +54,7 @@ __all__ = [
     "generate_phantom",
     "lesion_area_fractions",
     "load_phantom",
+    "load_phantom_splits",
     "phantom_config",
     "phantom_lesion_counts",
     "phantom_lung_masks",

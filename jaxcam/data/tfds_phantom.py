@@ -359,3 +359,35 @@ def batches(
                 yield epoch_ds[i]
 
     return generate()
+
+
+def load_phantom_splits(
+    data_dir: str | os.PathLike,
+    seed: int = 0,
+    image_size: int = 128,
+    *,
+    split_sizes: str | Mapping[str, int] | None = None,
+    variant: str = "v1",
+    confounder: float = 0.0,
+) -> dict[str, PhantomArrays]:
+    """Every split of a phantom data set: ``{"train", "val", "test"} -> PhantomArrays``.
+
+    ``split_sizes`` may also be the command-line form "train,val,test" (e.g. "64,16,24").
+    """
+    if isinstance(split_sizes, str):
+        counts = split_sizes.split(",")
+        if len(counts) != len(SPLITS):
+            raise ValueError(f"split sizes must be 'train,val,test', got {split_sizes!r}")
+        split_sizes = dict(zip(SPLITS, map(int, counts), strict=True))
+    return {
+        split: load_phantom(
+            split,
+            data_dir,
+            seed,
+            image_size,
+            split_sizes=split_sizes,
+            variant=variant,
+            confounder=confounder,
+        )
+        for split in SPLITS
+    }
