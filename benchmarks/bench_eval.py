@@ -64,7 +64,7 @@ from jaxcam.evaluation import (
     array_batches,
     zero_evaluation_sums,
 )
-from jaxcam.metrics import ALPHA_GRID
+from jaxcam.metrics import ALPHA_GRID, DEFAULT_TIES
 from jaxcam.models import SplitModel, default_input_size
 
 # --methods name -> (display name, evaluate's (registered method, options)).
@@ -222,7 +222,7 @@ def step_config(case: Case, model: SplitModel) -> StepConfig:
         alphas=case.alphas,
         score_masks=True,
         search=False,
-        ties="random",
+        ties=DEFAULT_TIES,
         tie_seed=0,
         use_predicted=True,
         num_classes=model.num_classes,

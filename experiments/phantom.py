@@ -45,6 +45,7 @@ from jaxcam.checks import check_alpha
 from jaxcam.data import CLASS_NAMES, PNEUMONIA, load_phantom_splits
 from jaxcam.evaluation import evaluation_record, software_versions
 from jaxcam.ground_truth import ladder_references
+from jaxcam.metrics import DEFAULT_TIES, TIE_POLICIES
 from jaxcam.train import TrainConfig, accuracy, predict_scores, train_on_arrays
 from jaxcam.viz import save_figure, save_line_plot
 
@@ -64,13 +65,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--output", default="relu", choices=jaxcam.models.OUTPUT_ACTIVATIONS)
     parser.add_argument("--alpha", type=float, default=None, help="BAD alpha (default: chosen)")
-    parser.add_argument("--ties", default="random", choices=("random", "raster"))
+    parser.add_argument("--ties", default=DEFAULT_TIES, choices=TIE_POLICIES)
     parser.add_argument("--variant", default="v1", choices=("v1", "v2"), help="phantom variant")
     parser.add_argument(
         "--occlusion",
         type=float,
-        default=0.0,
-        help="probability of a random black occlusion per training image",
+        default=0.5,
+        help="probability of a random black occlusion per training image (README: why 0.5)",
     )
     parser.add_argument("--confounder", type=float, default=0.0, help="marker correlation (v2)")
     parser.add_argument(
@@ -109,6 +110,7 @@ def main(argv: list[str] | None = None) -> dict:
         {**methods, **REFERENCES},
         alpha=args.alpha,
         ties=args.ties,
+        progress=True,
     )
     how = (
         "given" if args.alpha is not None else "chosen where the methods' black images differ most"

@@ -41,6 +41,7 @@ from jax.sharding import Mesh, NamedSharding, PartitionSpec
 from jaxcam.checks import check_alpha, check_class_indices, check_image_batch
 from jaxcam.metrics import (
     ALPHA_GRID,
+    DEFAULT_TIES,
     DropSummary,
     DropSums,
     add_drops,
@@ -573,7 +574,7 @@ def evaluate(
     alpha: float | None = None,
     curve: bool = True,
     grid: Sequence[float] = ALPHA_GRID,
-    ties: str = "random",
+    ties: str = DEFAULT_TIES,
     tie_seed: int = 0,
     explain: str = "predicted",
     batch_size: int = 64,
@@ -593,7 +594,7 @@ def evaluate(
         differ most (at least two saliency methods needed).
       curve: also score every alpha of ``grid`` in the same pass.
       grid: the alphas of the curve and of the search.
-      ties: ``random`` (default) or ``raster`` tie-breaking for BAD's ranking.
+      ties: BAD's tie-breaking: ``smooth`` (default), ``random`` or ``raster``.
       tie_seed: seed of the random tie order (and of reference maps' keys).
       explain: which class c is explained and scored: ``predicted`` or ``label``.
       batch_size: images per step (rounded up to a multiple of the device count).

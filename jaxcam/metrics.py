@@ -11,13 +11,15 @@ on a masked image, ``O^c``::
   image), so every method keeps exactly the same area.
 
 **Ties.** Many maps are 0 over large regions (ReLU-clipped maps), so the pixels at
-the threshold are often tied. Ties are broken by a *priority* per pixel:
-``ties="random"`` (default) a pseudo-random permutation seeded by
-``(tie_seed, image index)`` — reproducible, the same for every method on a given
-image, and without spatial bias; ``ties="raster"`` row-major order (the top rows of
-the image win, which biases BAD towards whatever lies there). Pixels whose fate
-a tie decided are reported (:func:`threshold_split`) and never count as a
-difference between methods when alpha is chosen.
+the threshold are often tied. Ties are broken by a *priority* per pixel
+(:func:`tie_priority`), seeded by ``(tie_seed, image index)``: reproducible, the same
+for every method on a given image, and without spatial bias. ``ties="smooth"``
+(default, :data:`DEFAULT_TIES`) keeps tied pixels in random blobs, ``"random"``
+scattered pixel by pixel; ``"raster"`` is row-major order (the top rows of the image
+win, which biases BAD towards whatever lies there). The default was chosen by the
+ground-truth study (README, "Is BAD trustworthy?"). Pixels whose fate a tie decided
+are reported (:func:`threshold_split`) and never count as a difference between
+methods when alpha is chosen.
 
 **What the clamp hides.** ``max(0, Y - O)`` records every masked image that *raises*
 the score as a perfect 0. The summaries therefore also carry the mean signed
@@ -51,7 +53,9 @@ from jaxcam.models.base import SplitModel
 
 Array = jax.Array
 
-TIE_POLICIES: tuple[str, ...] = ("random", "smooth", "raster")
+TIE_POLICIES: tuple[str, ...] = ("smooth", "random", "raster")
+#: The tie policy of BAD's ranking unless one is given (see the module docstring).
+DEFAULT_TIES = "smooth"
 #: BAD's alpha grid: 0.05, 0.10, ..., 0.95.
 ALPHA_GRID: tuple[float, ...] = tuple(round(0.05 * i, 2) for i in range(1, 20))
 #: Histogram of log2(O / Y) for the median: bins of 1/32 octave over [-16, 16), plus
@@ -454,7 +458,7 @@ def masked_scores(
     class_indices: Any,
     alpha: float,
     *,
-    ties: str = "random",
+    ties: str = DEFAULT_TIES,
     tie_seed: int = 0,
     indices: Any = None,
 ) -> MaskedScores:
@@ -466,7 +470,7 @@ def masked_scores(
       maps: normalised saliency maps (B, H, W) in [0, 1].
       class_indices: explained classes c (B,).
       alpha: BAD's kept area fraction, in (0, 1).
-      ties: ``random`` or ``raster`` (see the module docstring).
+      ties: ``smooth`` (default), ``random`` or ``raster`` (see the module docstring).
       tie_seed: seed of the random tie order.
       indices: each image's index in the data set (B,), which seeds its tie order;
         default 0..B-1.

@@ -59,7 +59,7 @@ METHODS = {
 GRID = (0.25, 0.5, 0.75)
 
 
-def per_batch_reference(model, alpha, method, options, ties="random"):
+def per_batch_reference(model, alpha, method, options, ties="smooth"):
     """AD and BAD of one method through saliency_maps + masked_scores (the per-batch API)."""
     maps, classes = jaxcam.saliency_maps(model, IMAGES, None, method, **options)
     scores = masked_scores(model, IMAGES, np.asarray(maps), np.asarray(classes), alpha, ties=ties)
@@ -76,14 +76,17 @@ def assert_summary_close(a, b):
     assert (a.num_images, a.num_excluded) == (b.num_images, b.num_excluded)
 
 
-def test_engine_equals_the_per_batch_functions_at_every_alpha_of_the_curve():
+@pytest.mark.parametrize("ties", ["smooth", "random"])
+def test_engine_equals_the_per_batch_functions_at_every_alpha_of_the_curve(ties):
     model = toy_model()
-    evaluation = evaluate(model, (IMAGES, LABELS), METHODS, alpha=0.5, grid=GRID, batch_size=4)
+    evaluation = evaluate(
+        model, (IMAGES, LABELS), METHODS, alpha=0.5, grid=GRID, batch_size=4, ties=ties
+    )
     assert evaluation.alphas == GRID and evaluation.alpha == 0.5
     for name, (method, options) in METHODS.items():
         row = evaluation.results[name]
         for alpha in GRID:
-            ad, bad = per_batch_reference(model, alpha, method, options)
+            ad, bad = per_batch_reference(model, alpha, method, options, ties)
             assert_summary_close(row.curve[alpha], bad)
             assert_summary_close(row.average_drop, ad)
         assert row.black_average_drop == row.curve[0.5]
