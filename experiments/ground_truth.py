@@ -55,7 +55,7 @@ from jaxcam.ground_truth import (
     pointing_game,
     rank_agreement,
 )
-from jaxcam.metrics import kept_pixel_count, tie_priority, top_pixel_mask
+from jaxcam.metrics import DEFAULT_TIES, kept_pixel_count, tie_priority, top_pixel_mask
 from jaxcam.train import TrainConfig, accuracy, train_on_arrays
 from jaxcam.viz import save_line_plot
 
@@ -75,7 +75,7 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
         "--occlusion", default="0,0.5", help="occlusion probabilities to train with"
     )
     parser.add_argument("--confounder", default="0,0.9", help="marker correlations (v2 only)")
-    parser.add_argument("--ties", default="random,smooth", help="tie policies to compare")
+    parser.add_argument("--ties", default="smooth,random", help="tie policies to compare")
     parser.add_argument("--epochs", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=128)
     parser.add_argument("--split-sizes", default=None, help="train,val,test (default 1200,200,300)")
@@ -335,7 +335,7 @@ def markdown(results: list[dict[str, Any]], wall: float) -> str:
         "",
     ]
     lines.append(
-        "| variant | seed | occlusion | confounder | acc | alpha | "
+        "| variant | seed | occlusion | confounder | ties | acc | alpha | "
         + " | ".join(f"tau {m}" for m in METRICS)
         + " | BAD(GT) < BAD(noise), < BAD(inverted) |"
     )
@@ -432,8 +432,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         )
         if (variant == "v2" or confounder == 0) and (confounder == 0 or occlusion == 0)
     ]
+    earlier_wall = 0.0
     if args.resume and (out / "results.json").exists():
-        results = json.loads((out / "results.json").read_text())["settings"]
+        saved = json.loads((out / "results.json").read_text())
+        results, earlier_wall = saved["settings"], saved.get("wall_time_s", 0.0)
         print(f"resuming: {len(results)} results in {out / 'results.json'}")
     done = {_key(r) for r in results}
     for variant, seed, occlusion, confounder in settings:
@@ -445,18 +447,23 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
         for result in run_setting(args, variant, seed, occlusion, confounder, missing):
             results.append(result)
             print(summary_line(result), flush=True)
+        wall = earlier_wall + time.perf_counter() - start
         (out / "results.json").write_text(
-            json.dumps({"settings": results, "versions": software_versions()}, indent=1)
+            json.dumps(
+                {"settings": results, "wall_time_s": wall, "versions": software_versions()},
+                indent=1,
+            )
         )
-    wall = time.perf_counter() - start
+    wall = earlier_wall + time.perf_counter() - start
     report = markdown(results, wall)
     (out / "results.md").write_text(report)
     print(report)
-    first = next(
+    first = next(  # the demo's configuration, if it was run
         (
             r
             for r in results
-            if r["variant"] == "v2" and r["occlusion"] == 0 and r["confounder"] == 0
+            if (r["variant"], r["occlusion"], r["confounder"], r["ties"])
+            == ("v1", 0.5, 0.0, DEFAULT_TIES)
         ),
         results[0],
     )

@@ -362,10 +362,12 @@ class Progress:
     def __init__(self, every: float = 5.0, stream: Any = sys.stderr):
         self.every, self.stream = every, stream
         self.start = self.last = time.perf_counter()
+        self.shown = -1
 
     def __call__(self, done: int, final: bool = False) -> None:
         now = time.perf_counter()
-        if final or now - self.last >= self.every:
+        if (final and done != self.shown) or now - self.last >= self.every:
+            self.shown = done
             rate = done / max(now - self.start, 1e-9)
             print(f"  evaluated {done:,} images, {rate:,.0f} img/s", file=self.stream, flush=True)
             self.last = now
