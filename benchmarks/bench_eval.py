@@ -18,7 +18,7 @@ uniform random images. For each configuration it measures:
   device-resident batch dict (image, label, index, valid, as ``Engine.run`` builds it),
   the fastest of ``--repeats`` calls, each ended by ``block_until_ready`` (the forward:
   likewise). The engine comes from ``jaxcam.evaluation.engine_for`` (the cache
-  ``evaluate`` takes its engine from) where that exists, else ``Engine(config, batch)``.
+  ``evaluate`` takes its engine from), its config from ``jaxcam.evaluation.step_config``.
 * ``run``: ``Engine.run`` of that already-compiled engine over the host arrays
   (streaming, re-chunking, host-to-device copies; no compilation).
 * ``evaluate``: ``jaxcam.evaluate(model, (images, labels), methods, ...)`` on host numpy
@@ -58,13 +58,14 @@ import numpy as np
 import jaxcam
 from jaxcam.evaluation import (
     Engine,
-    Explainer,
     StepConfig,
     _evaluation,
     array_batches,
+    engine_for,
+    step_config,
     zero_evaluation_sums,
 )
-from jaxcam.metrics import ALPHA_GRID, DEFAULT_TIES
+from jaxcam.metrics import ALPHA_GRID
 from jaxcam.models import SplitModel, default_input_size
 
 # --methods name -> (display name, evaluate's (registered method, options)).
@@ -198,36 +199,15 @@ def build_model(case: Case) -> SplitModel:
     return jaxcam.bind(module, _VARIABLES[key])
 
 
-def make_engine(config: StepConfig, batch: int) -> tuple[Engine, bool]:
-    """The engine ``evaluate`` would use, and whether it is shared with ``evaluate``.
-
-    Where ``jaxcam.evaluation.engine_for`` (an engine cache) exists, the step is timed
-    on the engine that ``evaluate`` will take from it, so its compilation is reused;
-    otherwise a fresh ``Engine``, as ``evaluate`` builds per call.
-    """
-    cached = getattr(jaxcam.evaluation, "engine_for", None)
-    if cached is None:
-        return Engine(config, batch), False
-    return cached(config, batch, tuple(jax.devices())), True
+def make_engine(config: StepConfig, batch: int) -> Engine:
+    """The engine ``evaluate`` takes from its cache for this config, so compiles are shared."""
+    return engine_for(config, batch, tuple(jax.devices()))
 
 
-def step_config(case: Case, model: SplitModel) -> StepConfig:
+def case_config(case: Case, model: SplitModel) -> StepConfig:
     """The config ``evaluate`` builds for a given alpha (no search, predicted class)."""
-    explainers: tuple[Explainer, ...] = tuple(
-        (name, tuple(sorted(options.items())))
-        for name, options in (METHODS[m][1] for m in case.methods)
-    )
-    return StepConfig(
-        explainers=explainers,
-        alphas=case.alphas,
-        score_masks=True,
-        search=False,
-        ties=DEFAULT_TIES,
-        tie_seed=0,
-        use_predicted=True,
-        num_classes=model.num_classes,
-        masked_chunk=case.masked_batch,
-    )
+    methods = {METHODS[m][0]: METHODS[m][1] for m in case.methods}
+    return step_config(model, methods, case.alphas, masked_batch_size=case.masked_batch)
 
 
 def rate(images: int, seconds: float) -> float:
@@ -254,10 +234,9 @@ def run_case(case: Case, log: CompileLog) -> dict[str, Any]:
     result["floor_img_s"] = result["forward_img_s"] / case.forwards_per_image
 
     # 2. The jitted step on a device-resident batch.
-    config = step_config(case, model)
-    engine, shared = make_engine(config, case.batch)
+    config = case_config(case, model)
+    engine = make_engine(config, case.batch)
     traces = engine.traces
-    result["engine_shared_with_evaluate"] = shared
     host_batch = {
         "image": images[: engine.batch_size],
         "label": labels[: engine.batch_size],
@@ -361,13 +340,9 @@ def details(r: dict[str, Any]) -> str:
         else f"no step recompile ({second['backend_compiles']} small compile(s), "
         f"{second['overhead_s']:.2f} s)"
     )
-    engine = (
-        "step engine shared with evaluate (engine_for)"
-        if r["engine_shared_with_evaluate"]
-        else "evaluate builds its own Engine"
-    )
     return (
-        f"{r['config']}: {r['forwards_per_image']} forwards/image; {engine}, "
+        f"{r['config']}: {r['forwards_per_image']} forwards/image; step engine shared with "
+        "evaluate (engine_for), "
         f"traced {r['benchmark_engine_traces']}x; first calls (s): "
         f"forward {r['forward_compile_s']:.1f}, step {r['step_compile_s']:.1f}, "
         f"evaluate {r['evaluate_first_call_s']:.1f} ({first['backend_compiles']} XLA "

@@ -545,6 +545,36 @@ def _method_result(
     )
 
 
+def step_config(
+    model: SplitModel,
+    methods: Mapping[str, Explainer],
+    alphas: tuple[float, ...],
+    *,
+    score_masks: bool = True,
+    search: bool = False,
+    ties: str = DEFAULT_TIES,
+    tie_seed: int = 0,
+    explain: str = "predicted",
+    masked_batch_size: int = 512,
+) -> StepConfig:
+    """The (hashable) :class:`StepConfig` that :func:`evaluate` runs for these arguments."""
+    explainers = tuple(
+        e if isinstance(e, ReferenceMap) else (e[0], tuple(sorted(dict(e[1]).items())))
+        for e in methods.values()
+    )
+    return StepConfig(
+        explainers=explainers,
+        alphas=tuple(alphas),
+        score_masks=score_masks,
+        search=search,
+        ties=ties,
+        tie_seed=int(tie_seed),
+        use_predicted=explain == "predicted",
+        num_classes=model.num_classes,
+        masked_chunk=int(masked_batch_size),
+    )
+
+
 def _as_batches(data: Any) -> tuple[Callable[[int], Iterable[Batch]], bool]:
     """``(batch_size -> iterable of batch dicts, whether it can be iterated twice)``."""
     if isinstance(data, tuple) and len(data) == 2:
@@ -623,22 +653,18 @@ def evaluate(
         alpha = check_alpha(alpha)
     batches_for, reiterable = _as_batches(data)
     report = Progress() if progress is True else (progress or None)
-    explainers = tuple(
-        e if isinstance(e, ReferenceMap) else (e[0], tuple(sorted(dict(e[1]).items())))
-        for e in methods.values()
-    )
 
     def run(alphas: tuple[float, ...], score_masks: bool, search: bool) -> EvaluationSums:
-        config = StepConfig(
-            explainers=explainers,
-            alphas=alphas,
+        config = step_config(
+            model,
+            methods,
+            alphas,
             score_masks=score_masks,
             search=search,
             ties=ties,
-            tie_seed=int(tie_seed),
-            use_predicted=explain == "predicted",
-            num_classes=model.num_classes,
-            masked_chunk=int(masked_batch_size),
+            tie_seed=tie_seed,
+            explain=explain,
+            masked_batch_size=masked_batch_size,
         )
         engine = engine_for(config, batch_size, tuple(devices or jax.devices()))
         return engine.run(model, batches_for(engine.batch_size), report)
