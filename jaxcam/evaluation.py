@@ -60,7 +60,12 @@ from jaxcam.metrics import (
     zero_sums,
 )
 from jaxcam.models.base import SplitModel, apply_output
-from jaxcam.saliency.maps import explain_feature_map, get_saliency_method, normalise
+from jaxcam.saliency.maps import (
+    explain_feature_map,
+    get_saliency_method,
+    normalise,
+    saliency_maps,
+)
 
 Array = jax.Array
 Batch = Mapping[str, np.ndarray]
@@ -775,8 +780,6 @@ def compute_maps(
     **options: Any,
 ) -> tuple[np.ndarray, np.ndarray]:
     """Normalised maps (N, H, W) and explained classes (N,) of in-memory images."""
-    from jaxcam.saliency.maps import saliency_maps
-
     if class_indices is None:
         return in_batches(
             lambda x: saliency_maps(model, x, None, method, **options), [images], batch_size
