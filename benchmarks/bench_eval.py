@@ -59,9 +59,9 @@ import jaxcam
 from jaxcam.evaluation import (
     Engine,
     StepConfig,
-    _evaluation,
     array_batches,
     engine_for,
+    evaluation_from_sums,
     step_config,
     zero_evaluation_sums,
 )
@@ -260,7 +260,9 @@ def run_case(case: Case, log: CompileLog) -> dict[str, Any]:
     errors: dict[str, str] = {}
     result["errors"] = errors
     result["results_build_s"], error = attempt(
-        lambda: _evaluation(run_sums, names, case.alphas, case.alpha, {}, "random", 0)
+        lambda: evaluation_from_sums(
+            run_sums, names, case.alphas, case.alpha, {}, config.ties, config.tie_seed
+        )
     )
     if error:
         errors["results build"] = error

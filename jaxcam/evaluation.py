@@ -49,11 +49,10 @@ from jaxcam.metrics import (
     check_ties,
     explanation_image,
     kept_pixel_count,
-    method_pairs,
+    mean_pair_difference,
     rank_pixels,
     sum_over,
     summarise,
-    surely_different,
     take,
     threshold_split,
     tie_priority,
@@ -223,14 +222,8 @@ def evaluation_step(
         )
         ties.append(split.tie_decided.astype(jnp.float32) / max(k, 1))  # (M, B)
         if config.search:
-            pair_differences = [
-                jax.vmap(surely_different)(
-                    jax.tree.map(lambda x, a=searched[a]: x[a], split),
-                    jax.tree.map(lambda x, b=searched[b]: x[b], split),
-                )
-                for a, b in method_pairs(len(searched))
-            ]
-            differences.append(jnp.mean(jnp.stack(pair_differences), axis=0))  # (B,)
+            methods_split = jax.tree.map(lambda x: x[jnp.asarray(searched)], split)
+            differences.append(jax.vmap(mean_pair_difference, in_axes=1)(methods_split))  # (B,)
     tie_decided = jnp.einsum("jmb,bc->mjc", jnp.stack(ties), one_hot.astype(jnp.float32))
     difference_sums = (
         jnp.stack(differences) @ weights.astype(jnp.float32)
@@ -693,10 +686,10 @@ def evaluate(
         if alpha is None:
             differences = np.asarray(sums.differences) / max(int(sums.images.sum()), 1)
             alpha, table = best_alpha(alphas, differences)
-    return _evaluation(sums, list(methods), alphas, alpha, table, ties, tie_seed)
+    return evaluation_from_sums(sums, list(methods), alphas, alpha, table, ties, tie_seed)
 
 
-def _evaluation(
+def evaluation_from_sums(
     sums: EvaluationSums,
     names: list[str],
     alphas: tuple[float, ...],
@@ -705,6 +698,7 @@ def _evaluation(
     ties: str,
     tie_seed: int,
 ) -> Evaluation:
+    """The :class:`Evaluation` (rows, curve, search table) of host copies of the sums."""
     images = np.asarray(sums.images)
     total = int(images.sum())
     nonfinite = int(sums.nonfinite_images)

@@ -508,8 +508,27 @@ def method_pairs(num_methods: int) -> list[tuple[int, int]]:
     return list(itertools.combinations(range(num_methods), 2))
 
 
+def mean_pair_difference(splits: ThresholdSplit) -> Array:
+    """Mean over method pairs of :func:`surely_different`, one image (scalar).
+
+    ``splits``: one :class:`ThresholdSplit` per method, stacked on a leading axis
+    (masks (M, H, W), M >= 2).
+    """
+    return jnp.mean(
+        jnp.stack(
+            [
+                surely_different(
+                    jax.tree.map(lambda x, a=a: x[a], splits),
+                    jax.tree.map(lambda x, b=b: x[b], splits),
+                )
+                for a, b in method_pairs(splits.surely_kept.shape[0])
+            ]
+        )
+    )
+
+
 def mean_surely_different(maps: Array, sorted_values: Array, kept_counts: Sequence[int]) -> Array:
-    """Per alpha, the mean over method pairs of :func:`surely_different`, one image.
+    """Per alpha, :func:`mean_pair_difference` of the methods' maps, one image.
 
     Args:
       maps: (M, H, W) maps of the methods, M >= 2.
@@ -519,14 +538,8 @@ def mean_surely_different(maps: Array, sorted_values: Array, kept_counts: Sequen
     Returns:
       (len(kept_counts),) mean fraction of pixels that differ for sure.
     """
-    pairs = method_pairs(maps.shape[0])
-    per_alpha = []
-    for k in kept_counts:
-        splits = [threshold_split(maps[m], sorted_values[m], k) for m in range(maps.shape[0])]
-        per_alpha.append(
-            jnp.mean(jnp.stack([surely_different(splits[a], splits[b]) for a, b in pairs]))
-        )
-    return jnp.stack(per_alpha)
+    split = jax.vmap(threshold_split, in_axes=(0, 0, None))
+    return jnp.stack([mean_pair_difference(split(maps, sorted_values, k)) for k in kept_counts])
 
 
 @functools.partial(jax.jit, static_argnames=("kept_counts",))

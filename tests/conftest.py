@@ -2,11 +2,15 @@
 
 from __future__ import annotations
 
+from typing import ClassVar
+
+import flax.linen as nn
 import jax
 import jax.extend
 import jax.numpy as jnp
 import numpy as np
 
+import jaxcam
 from jaxcam.models import head_only_model
 
 jax.config.update("jax_numpy_dtype_promotion", "strict")
@@ -43,3 +47,22 @@ def dot_precisions(closed_jaxpr) -> list:
 
     walk(closed_jaxpr.jaxpr)
     return found
+
+
+class ToyBackbone(nn.Module):
+    """A backbone outside the library: two strided convs, (B, 16, 16, 2) -> A (B, 4, 4, 6)."""
+
+    min_input_size: ClassVar[int] = 4
+
+    @nn.compact
+    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
+        x = nn.relu(nn.Conv(4, (3, 3), strides=2)(x))
+        return nn.relu(nn.Conv(6, (3, 3), strides=2)(x))
+
+
+def toy_model(output: str = "softmax", seed: int = 0):
+    """:class:`ToyBackbone` in a 3-class CAM classifier over 2-channel 16x16 images, bound."""
+    module = jaxcam.CAMClassifier(
+        backbone=ToyBackbone(), num_classes=3, output=output, in_channels=2
+    )
+    return jaxcam.bind(module, module.init(jax.random.key(seed), jnp.zeros((1, 16, 16, 2))))

@@ -201,6 +201,15 @@ def score_function(model, a, c):
     return lambda x: score(model.logits(x))
 
 
+def assert_float64_paths_match(model, a, c, want):
+    """Both paths and both methods give float64 derivatives equal to ``want`` to 1e-10."""
+    for path in ("pooled", "general"):
+        for method in ("taylor", "nested_jvp"):
+            got = grad_cam_plus_plus_derivatives(model, a, c, path=path, derivative_method=method)
+            assert all(d.dtype == jnp.float64 for d in got)
+            assert_all_close(got, want, rtol=1e-10, atol=1e-13)
+
+
 @pytest.mark.parametrize(("hidden", "winner"), [((), False), ((5,), True)])
 def test_float64_exact_grad_cam_plus_plus_equals_hessian_reference(hidden, winner):
     with jax.enable_x64(True):
@@ -210,13 +219,7 @@ def test_float64_exact_grad_cam_plus_plus_equals_hessian_reference(hidden, winne
         logits = model.logits(a)
         c = int(jnp.argmax(logits) if winner else jnp.argmin(logits))
         want = reference(score_function(model, a, c), a)
-        for path in ("pooled", "general"):
-            for method in ("taylor", "nested_jvp"):
-                got = grad_cam_plus_plus_derivatives(
-                    model, a, c, path=path, derivative_method=method
-                )
-                assert all(d.dtype == jnp.float64 for d in got)
-                assert_all_close(got, want, rtol=1e-10, atol=1e-13)
+        assert_float64_paths_match(model, a, c, want)
 
 
 def test_float64_feature_map_with_float32_model():
@@ -227,13 +230,7 @@ def test_float64_feature_map_with_float32_model():
         as64 = bind(model.module, jax.tree.map(lambda v: v.astype(jnp.float64), model.variables))
         c = 2
         want = reference(score_function(as64, a, c), a)
-        for path in ("pooled", "general"):
-            for method in ("taylor", "nested_jvp"):
-                got = grad_cam_plus_plus_derivatives(
-                    model, a, c, path=path, derivative_method=method
-                )
-                assert all(d.dtype == jnp.float64 for d in got)
-                assert_all_close(got, want, rtol=1e-10, atol=1e-13)
+        assert_float64_paths_match(model, a, c, want)
 
 
 @pytest.mark.parametrize("path", ["pooled", "general"])

@@ -8,13 +8,12 @@ import subprocess
 import sys
 import tracemalloc
 from pathlib import Path
-from typing import ClassVar
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ToyBackbone, toy_model
 
 import jaxcam
 from jaxcam.evaluation import (
@@ -28,25 +27,6 @@ from jaxcam.evaluation import (
     in_batches,
 )
 from jaxcam.metrics import average_drop, black_average_drop, masked_scores, summarise_drop
-
-
-class ToyBackbone(nn.Module):
-    """Two strided convs: (B, 16, 16, 2) -> A (B, 4, 4, 6)."""
-
-    min_input_size: ClassVar[int] = 4
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = nn.relu(nn.Conv(4, (3, 3), strides=2)(x))
-        return nn.relu(nn.Conv(6, (3, 3), strides=2)(x))
-
-
-def toy_model(output: str = "softmax", seed: int = 0):
-    module = jaxcam.CAMClassifier(
-        backbone=ToyBackbone(), num_classes=3, output=output, in_channels=2
-    )
-    return jaxcam.bind(module, module.init(jax.random.key(seed), jnp.zeros((1, 16, 16, 2))))
-
 
 RNG = np.random.default_rng(0)
 IMAGES = RNG.uniform(size=(11, 16, 16, 2)).astype(np.float32)

@@ -1,36 +1,15 @@
-"""The extension protocol: a new architecture defined here runs through the public API."""
+"""The extension protocol: a new architecture defined outside the library (the tests'
+ToyBackbone, in conftest.py) runs through the public API."""
 
 from __future__ import annotations
 
-from typing import ClassVar
-
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
 import pytest
+from conftest import ToyBackbone, toy_model
 
 import jaxcam
-
-
-class ToyBackbone(nn.Module):
-    """Two strided convs: (B, 16, 16, 2) -> A (B, 4, 4, 6)."""
-
-    min_input_size: ClassVar[int] = 4
-
-    @nn.compact
-    def __call__(self, x: jax.Array, train: bool = False) -> jax.Array:
-        x = nn.relu(nn.Conv(4, (3, 3), strides=2)(x))
-        return nn.relu(nn.Conv(6, (3, 3), strides=2)(x))
-
-
-def toy_model(output: str):
-    module = jaxcam.CAMClassifier(
-        backbone=ToyBackbone(), num_classes=3, output=output, in_channels=2
-    )
-    variables = module.init(jax.random.key(0), jnp.zeros((1, 16, 16, 2)))
-    return jaxcam.bind(module, variables)
-
 
 IMAGES = np.random.default_rng(0).uniform(size=(4, 16, 16, 2)).astype(np.float32)
 
