@@ -67,6 +67,7 @@ definitions, the arguments and the versions.
 from __future__ import annotations
 
 import argparse
+import dataclasses
 import functools
 import json
 import sys
@@ -79,7 +80,7 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcam
-from jaxcam.data import batches, phantom_split
+from jaxcam.data import phantom_split
 from jaxcam.evaluation import software_versions
 from jaxcam.models import SplitModel, bind, head_only_model
 from jaxcam.saliency import (
@@ -88,7 +89,7 @@ from jaxcam.saliency import (
     grad_cam_plus_plus_derivatives,
     normalise,
 )
-from jaxcam.train import TrainConfig, accuracy, train
+from jaxcam.train import TrainConfig, accuracy, train_on_arrays
 
 Array = jax.Array
 
@@ -235,13 +236,8 @@ def phantom_model(args: argparse.Namespace) -> tuple[SplitModel, Array, dict]:
     test = phantom_split("test", args.seed, args.image_size, num_images=args.test_size)
     model = jaxcam.create_model("small_cnn", num_classes=2, output=args.output)
     config = TrainConfig(epochs=args.epochs, seed=args.seed)
-    batch_size = min(config.batch_size, args.train_size)
-    trained = train(
-        model,
-        lambda epoch: batches(data, batch_size, seed=args.seed * 1000 + epoch),
-        data.images.shape[1:],
-        config,
-    )
+    config = dataclasses.replace(config, batch_size=min(config.batch_size, args.train_size))
+    trained = train_on_arrays(model, data, None, config)
     test_accuracy = accuracy(trained, test.images, test.labels)
     feature_maps = jax.jit(jax.vmap(trained.features))(jnp.asarray(test.images))
     print(
@@ -254,7 +250,7 @@ def phantom_model(args: argparse.Namespace) -> tuple[SplitModel, Array, dict]:
         "test_size": args.test_size,
         "image_size": args.image_size,
         "epochs": args.epochs,
-        "batch_size": batch_size,
+        "batch_size": config.batch_size,
         "test_accuracy": test_accuracy,
         "feature_map": list(feature_maps.shape[1:]),
     }

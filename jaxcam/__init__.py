@@ -11,6 +11,7 @@ from jaxcam.derivatives import (
     pure_derivatives_pooled,
 )
 from jaxcam.evaluation import (
+    MORE_METHODS,
     PAPER_METHODS,
     Evaluation,
     ReferenceMap,
@@ -33,8 +34,10 @@ from jaxcam.models import (
     SplitModel,
     bind,
     create_model,
+    layer_names,
     model_names,
     register_model,
+    split_at,
 )
 from jaxcam.saliency import (
     SALIENCY_METHODS,
@@ -48,6 +51,9 @@ from jaxcam.saliency import (
 __version__ = "0.1.0"
 
 __all__ = [
+    "MORE_METHODS",
+    "layer_names",
+    "split_at",
     "ALPHA_GRID",
     "PAPER_METHODS",
     "Evaluation",

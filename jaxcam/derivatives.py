@@ -40,11 +40,13 @@ from __future__ import annotations
 
 import math
 from collections.abc import Callable
+from typing import Any
 
 import jax
 import jax.numpy as jnp
 from jax.extend.core import ClosedJaxpr
 
+from jaxcam.checks import check_integer
 from jaxcam.taylor import (
     BasisDirection,
     check_order,
@@ -101,11 +103,17 @@ def _check_method(method: str) -> None:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
 
 
+def check_chunk_size(chunk_size: Any) -> int | None:
+    """``None`` (automatic) or an integer >= 1 (a Python or numpy integer, not a bool)."""
+    if chunk_size is None:
+        return None
+    return check_integer(chunk_size, "chunk_size", minimum=1)
+
+
 def _auto_chunk(num_directions: int, size: int, chunk_size: int | None, budget: int) -> int:
+    chunk_size = check_chunk_size(chunk_size)
     if chunk_size is None:
         return max(1, min(num_directions, budget // max(size, 1)))
-    if chunk_size < 1:
-        raise ValueError(f"chunk_size must be >= 1, got {chunk_size}")
     return min(chunk_size, num_directions)
 
 
@@ -181,6 +189,7 @@ def derivatives_along(
     """
     check_order(order)
     _check_method(method)
+    check_chunk_size(chunk_size)
     x = jnp.asarray(x)
     size = x.size
     if directions is not None:

@@ -38,7 +38,13 @@ import jax.numpy as jnp
 import numpy as np
 from jax.sharding import Mesh, NamedSharding, PartitionSpec
 
-from jaxcam.checks import check_alpha, check_class_indices, check_image_batch
+from jaxcam.checks import (
+    check_alpha,
+    check_bound_model,
+    check_class_indices,
+    check_image_batch,
+    check_integer,
+)
 from jaxcam.metrics import (
     ALPHA_GRID,
     DEFAULT_TIES,
@@ -60,7 +66,9 @@ from jaxcam.metrics import (
 )
 from jaxcam.models.base import SplitModel, apply_output
 from jaxcam.saliency.maps import (
+    example_method,
     explain_feature_map,
+    for_image,
     get_saliency_method,
     normalise,
     saliency_maps,
@@ -74,6 +82,17 @@ PAPER_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "CAM": ("cam", {}),
     "Grad-CAM": ("grad_cam", {}),
     "Grad-CAM++": ("grad_cam_plus_plus", {"derivatives": "closed_form"}),
+}
+
+# The other registered methods (issue 11), as rows: display name -> (method, options).
+# Cost per image: README "Saliency methods and their cost".
+MORE_METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "HiResCAM": ("hires_cam", {}),
+    "XGrad-CAM": ("xgrad_cam", {}),
+    "LayerCAM": ("layer_cam", {}),
+    "Score-CAM": ("score_cam", {}),
+    "Ablation-CAM": ("ablation_cam", {}),
+    "Eigen-CAM": ("eigen_cam", {}),
 }
 
 
@@ -174,18 +193,15 @@ def _explain(
             maps.append(jax.vmap(normalise)(raw.astype(jnp.float32)))
         else:
             name, options = explainer
-            method = get_saliency_method(name)
 
-            def one(feature_map, class_index, method=method, options=options):
+            def one(image, feature_map, class_index, name=name, options=options):
+                # The image: for methods that take it (Score-CAM) and layer splits.
+                method = example_method(name, options, image)
                 return explain_feature_map(
-                    model,
-                    feature_map,
-                    class_index,
-                    lambda m, a, c: method(m, a, c, **dict(options)),
-                    size,
+                    for_image(model, image), feature_map, class_index, method, size
                 )
 
-            maps.append(jax.vmap(one)(feature_maps, classes))
+            maps.append(jax.vmap(one)(batch["image"], feature_maps, classes))
     return jnp.stack(maps)
 
 
@@ -201,7 +217,9 @@ def evaluation_step(
     one_hot = jax.nn.one_hot(labels, config.num_classes, dtype=jnp.int32) * weights[:, None]
 
     feature_maps = jax.vmap(model.features)(images)
-    scores = apply_output(jax.vmap(model.logits)(feature_maps), model.output)
+    # Each image's own split (a layer split takes the network's other paths from it).
+    logits = jax.vmap(lambda image, a: for_image(model, image).logits(a))(images, feature_maps)
+    scores = apply_output(logits, model.output)
     predicted = jnp.argmax(scores, axis=-1).astype(jnp.int32)
     classes = predicted if config.use_predicted else labels
     original = jnp.take_along_axis(scores, classes[:, None], axis=-1)[:, 0]
@@ -425,7 +443,9 @@ class Engine:
         ):
             if done == 0:
                 check_image_batch(host_batch["image"], module.in_channels, module.min_input_size)
-            labels = check_class_indices(host_batch["label"][:count], config.num_classes, count)
+            labels = check_class_indices(
+                host_batch["label"][:count], config.num_classes, count, name="labels"
+            )
             host_batch["label"] = np.concatenate(
                 [labels, np.zeros(self.batch_size - count, np.int32)]
             )
@@ -581,6 +601,9 @@ def _as_batches(data: Any) -> tuple[Callable[[int], Iterable[Batch]], bool]:
         arrays = {k: v for k, v in data.items() if v is not None}
         if "image" not in arrays or "label" not in arrays:
             raise ValueError(f"data must hold 'image' and 'label' arrays, got {sorted(arrays)}")
+        label_shape = np.shape(arrays["label"])
+        if len(label_shape) != 1:
+            raise ValueError(f"labels must have shape (N,), got {label_shape}")
         for name, value in arrays.items():
             if len(value) != len(arrays["label"]):
                 raise ValueError(
@@ -615,10 +638,12 @@ def evaluate(
     """Table 1 for a data set: AD, BAD (with the curve over alpha), per class, streamed.
 
     Args:
-      model: bound split model.
+      model: bound split model (a bare module raises TypeError: use ``jaxcam.bind``).
       data: ``(images, labels)``, a mapping of arrays (``image`` (N, H, W, C), ``label``
         (N,), plus e.g. ``mask`` for reference maps), or an iterable of such batch dicts
-        of any size (a grain loader, a generator).
+        of any size (a grain loader, a generator). Labels must be integers of shape
+        (N,) in [0, classes): anything else (e.g. an (N, 1) column) raises ValueError
+        naming the labels, before any work.
       methods: display name -> (registered method, options) or :class:`ReferenceMap`.
       alpha: BAD's headline alpha; ``None`` chooses it where the methods' black images
         differ most (at least two saliency methods needed).
@@ -632,8 +657,11 @@ def evaluate(
       progress: print images and img/s to stderr (True) or call ``progress(done, final)``.
       devices: devices to shard the batch over (default: all local devices).
     """
+    check_bound_model(model)
     if explain not in ("predicted", "label"):
         raise ValueError(f"explain must be 'predicted' or 'label', got {explain!r}")
+    tie_seed = check_integer(tie_seed, "tie_seed")
+    masked_batch_size = check_integer(masked_batch_size, "masked_batch_size", minimum=1)
     if not methods:
         raise ValueError("methods must name at least one method")
     check_ties(ties)
@@ -802,8 +830,9 @@ def format_table(rows: Mapping[str, MethodResult]) -> str:
     Columns: AD, BAD (at the headline alpha), Incorrect % of each, then for BAD: the share of
     black images that raise the score (O > Y), the mean signed change (O - Y)/Y, the
     median O/Y, the share of kept pixels a tie-break chose, the mean BAD over the
-    alpha curve, and the images whose ratio is undefined. A drop cell is marked
-    ``^`` when most masked images raised the score (the clamp records them as 0).
+    alpha curve, the images whose ratio is undefined (AD's: Y <= 0, or Y or O NaN/inf), and
+    of those the images whose Y or O is NaN or inf (AD/BAD). A drop cell is marked ``^``
+    when most masked images raised the score (the clamp records them as 0).
     """
     header = (
         "method",
@@ -817,6 +846,7 @@ def format_table(rows: Mapping[str, MethodResult]) -> str:
         "ties % BAD",
         "BAD curve mean",
         "excluded",
+        "non-finite AD/BAD",
     )
     lines = [header]
     for name, result in rows.items():
@@ -834,6 +864,7 @@ def format_table(rows: Mapping[str, MethodResult]) -> str:
                 _cell(result.tie_decided, percent=True),
                 _cell(result.curve_area),
                 str(ad.num_excluded),
+                f"{ad.num_nonfinite}/{bad.num_nonfinite}",
             )
         )
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]

@@ -27,8 +27,13 @@ change ``(O - Y) / Y``, the share of images with ``O > Y`` (Increase in
 Confidence) and the median of ``O / Y``.
 
 An image whose ``Y^c`` is not a positive finite number (Y = 0 is possible with a
-ReLU output), or whose ``O^c`` is not finite, has no defined ratio: it is left out
-of the ratio statistics and counted as excluded, never turned into NaN.
+ReLU output), or whose ``O^c`` is not finite (an ``exp`` output overflows to inf for
+logits above ~88 in float32), has no defined ratio: it is left out of the ratio
+statistics and counted as excluded (``num_excluded``), never turned into NaN. Those
+with a NaN or inf Y or O are also counted on their own (``num_nonfinite``), so a
+numerical failure is not mistaken for a ReLU zero. Incorrect counts every image
+(the predicted class of a masked image is its argmax, NaN counting as the largest
+score). Over zero images, or zero defined ones, every share is ``None``.
 
 Per-example functions act on one image (H, W, C) and one map (H, W); the batch
 steps vmap them once inside ``jax.jit``. Statistics are accumulated as sums
@@ -48,7 +53,14 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcam.checks import check_alpha, check_class_indices, check_finite_images, check_image_batch
+from jaxcam.checks import (
+    check_alpha,
+    check_bound_model,
+    check_class_indices,
+    check_finite_images,
+    check_image_batch,
+    check_integer,
+)
 from jaxcam.models.base import SplitModel
 
 Array = jax.Array
@@ -204,6 +216,7 @@ class DropTerms(NamedTuple):
     """Per-image terms of a drop metric, each shaped like Y and O."""
 
     defined: Array  # Y > 0 and finite, O finite: the ratio exists
+    nonfinite: Array  # Y or O is NaN or inf (a subset of the undefined ones)
     drop: Array  # max(0, Y - O) / Y (eq. 10/11), 0 where undefined
     change: Array  # (O - Y) / Y, 0 where undefined
     increased: Array  # O > Y (and defined)
@@ -212,7 +225,8 @@ class DropTerms(NamedTuple):
 
 def drop_terms(original: Array, masked: Array) -> DropTerms:
     """Eq. 10/11's per-image drop and the signed terms the clamp hides."""
-    defined = (original > 0) & jnp.isfinite(original) & jnp.isfinite(masked)
+    finite = jnp.isfinite(original) & jnp.isfinite(masked)
+    defined = (original > 0) & finite
     safe_y = jnp.where(defined, original, jnp.ones_like(original))
     safe_o = jnp.where(defined, masked, jnp.ones_like(masked))
     change = jnp.where(defined, (safe_o - safe_y) / safe_y, jnp.zeros_like(safe_y))
@@ -221,7 +235,7 @@ def drop_terms(original: Array, masked: Array) -> DropTerms:
     log_ratio = jnp.log2(jnp.where(positive, safe_o, safe_y) / safe_y)
     inner = jnp.floor((log_ratio + RATIO_OCTAVES) * RATIO_BINS_PER_OCTAVE).astype(jnp.int32) + 1
     ratio_bin = jnp.where(positive, jnp.clip(inner, 0, NUM_RATIO_BINS - 1), 0)
-    return DropTerms(defined, drop, change, defined & (safe_o > safe_y), ratio_bin)
+    return DropTerms(defined, ~finite, drop, change, defined & (safe_o > safe_y), ratio_bin)
 
 
 class DropSums(NamedTuple):
@@ -229,6 +243,7 @@ class DropSums(NamedTuple):
 
     images: Array  # images counted (int32)
     defined: Array  # images whose ratio is defined (int32)
+    nonfinite: Array  # images whose Y or O is NaN or inf (int32; not defined)
     drop: Array  # sum of drops (float32)
     change: Array  # sum of (O - Y) / Y (float32)
     increased: Array  # images with O > Y (int32)
@@ -246,7 +261,16 @@ def zero_sums(shape: tuple[int, ...], histogram_groups: int | None = None) -> Dr
     total = jnp.zeros(shape, jnp.float32)
     groups = shape[-1] if histogram_groups is None else histogram_groups
     histogram = jnp.zeros((*shape[:-1], groups, NUM_RATIO_BINS), jnp.int32)
-    return DropSums(count, count, total, total, count, count, histogram)
+    return DropSums(
+        images=count,
+        defined=count,
+        nonfinite=count,
+        drop=total,
+        change=total,
+        increased=count,
+        incorrect=count,
+        ratio_histogram=histogram,
+    )
 
 
 def add_drops(
@@ -285,6 +309,7 @@ def add_drops(
     return DropSums(
         images=sums.images + count(in_group),
         defined=sums.defined + count(terms.defined),
+        nonfinite=sums.nonfinite + count(terms.nonfinite),
         drop=sums.drop + total(terms.drop.astype(jnp.float32)),
         change=sums.change + total(terms.change.astype(jnp.float32)),
         increased=sums.increased + count(terms.increased),
@@ -320,6 +345,7 @@ class DropSummary(NamedTuple):
     median_ratio: float | None  # median O / Y (histogram, 1/32 octave ~ 2.2 %)
     num_images: int
     num_excluded: int  # images whose ratio is undefined (Y <= 0, or Y or O not finite)
+    num_nonfinite: int  # of those, images whose Y or O is NaN or inf
 
     @property
     def mostly_increased(self) -> bool:
@@ -356,6 +382,7 @@ def summarise(sums: DropSums) -> DropSummary:
         median_ratio=_ratio_median(np.asarray(sums.ratio_histogram)),
         num_images=images,
         num_excluded=images - defined,
+        num_nonfinite=int(np.asarray(sums.nonfinite)),
     )
 
 
@@ -375,17 +402,34 @@ def summarise_drop(original: Any, masked: Any, masked_class: Any, target: Any) -
     Args:
       original: Y^c per image (N,).
       masked: O^c per masked image (N,).
-      masked_class: predicted class of each masked image (N,).
-      target: the class a correct prediction gives (labels, or c without labels) (N,).
+      masked_class: predicted class of each masked image (N,), integers.
+      target: the class a correct prediction gives (labels, or c without labels) (N,),
+        integers; any other shape raises ValueError (an (N, 1) column would broadcast).
+
+    Returns:
+      The :class:`DropSummary`; over N = 0 images every share is ``None``.
     """
-    original = jnp.asarray(original, jnp.float32)
-    masked = jnp.asarray(masked, jnp.float32)
-    size = original.shape[0]
+    arrays = {
+        "original": np.asarray(original),
+        "masked": np.asarray(masked),
+        "masked_class": np.asarray(masked_class),
+        "target": np.asarray(target),
+    }
+    size = arrays["original"].shape[0] if arrays["original"].ndim == 1 else -1
+    for name, value in arrays.items():
+        if value.ndim != 1 or value.shape[0] != size:
+            shapes = ", ".join(f"{n} {v.shape}" for n, v in arrays.items())
+            raise ValueError(
+                f"{name} must have shape (N,) like the other per-image arrays; got {shapes}"
+            )
+    for name in ("masked_class", "target"):
+        if size and not np.issubdtype(arrays[name].dtype, np.integer):
+            raise TypeError(f"{name} must hold integer classes, got dtype {arrays[name].dtype}")
     sums = add_drops(
         zero_sums((1,)),
-        original,
-        masked,
-        jnp.asarray(np.asarray(masked_class) != np.asarray(target)),
+        jnp.asarray(arrays["original"], jnp.float32),
+        jnp.asarray(arrays["masked"], jnp.float32),
+        jnp.asarray(arrays["masked_class"] != arrays["target"]),
         jnp.ones(size, jnp.int32),
         jnp.zeros(size, jnp.int32),
     )
@@ -438,14 +482,14 @@ def _masked_scores_step(
 
 
 def check_maps(maps: Any, shape: tuple[int, int, int]) -> None:
-    """Maps (B, H, W) matching the images, finite, in [0, 1]."""
+    """Maps (B, H, W) matching the images, finite, in [0, 1] (else ValueError)."""
     if getattr(maps, "shape", None) != shape:
         raise ValueError(
             f"maps must have shape {shape} to match the images, got {getattr(maps, 'shape', None)}"
         )
     check_finite_images(maps, name="maps")
     values = np.asarray(maps)
-    if values.min() < 0 or values.max() > 1:
+    if values.size and (values.min() < 0 or values.max() > 1):
         raise ValueError(
             f"maps must be normalised to [0, 1], got values in [{values.min()}, {values.max()}]"
         )
@@ -475,13 +519,23 @@ def masked_scores(
       indices: each image's index in the data set (B,), which seeds its tie order;
         default 0..B-1.
     """
+    check_bound_model(model)
     check_image_batch(images, model.module.in_channels, model.module.min_input_size)
     check_finite_images(images)
     batch, height, width = images.shape[:3]
     check_maps(maps, (batch, height, width))
     classes = check_class_indices(class_indices, model.num_classes, batch)
     check_ties(ties)
-    indices = np.arange(batch) if indices is None else np.asarray(indices)
+    tie_seed = check_integer(tie_seed, "tie_seed")
+    if indices is None:
+        indices = np.arange(batch, dtype=np.int32)
+    else:
+        indices = np.asarray(indices)
+        if indices.shape != (batch,) or not np.issubdtype(indices.dtype, np.integer):
+            raise ValueError(
+                f"indices must be integers of shape ({batch},) to match the images, got "
+                f"shape {indices.shape} and dtype {indices.dtype}"
+            )
     return _masked_scores_step(
         model,
         jnp.asarray(images),
@@ -490,17 +544,19 @@ def masked_scores(
         jnp.asarray(indices, jnp.int32),
         kept_pixel_count(alpha, height, width),
         ties,
-        int(tie_seed),
+        tie_seed,
     )
 
 
 def average_drop(scores: MaskedScores, target: Any) -> DropSummary:
-    """Average Drop (eq. 10) from a :class:`MaskedScores`."""
+    """Average Drop (eq. 10) from a :class:`MaskedScores`; ``target`` (B,) as in
+    :func:`summarise_drop`."""
     return summarise_drop(scores.original, scores.explanation, scores.explanation_class, target)
 
 
 def black_average_drop(scores: MaskedScores, target: Any) -> DropSummary:
-    """Black Average Drop (eq. 11) from a :class:`MaskedScores`."""
+    """Black Average Drop (eq. 11) from a :class:`MaskedScores`; ``target`` (B,) as in
+    :func:`summarise_drop`."""
     return summarise_drop(scores.original, scores.black, scores.black_class, target)
 
 
@@ -563,8 +619,9 @@ def choose_alpha(
     of methods. Ties go to the smallest alpha.
 
     Args:
-      maps_by_method: at least two methods, each maps (N, H, W) of the same images.
-      grid: candidate alphas in (0, 1).
+      maps_by_method: at least two methods, each maps (N, H, W) of the same images,
+        finite, N >= 1 (else ValueError: there would be nothing to compare).
+      grid: candidate alphas in (0, 1), at least one.
 
     Returns:
       ``(best alpha, {alpha: mean difference})``.
@@ -573,9 +630,16 @@ def choose_alpha(
         raise ValueError(
             f"choose_alpha needs maps of at least 2 methods, got {len(maps_by_method)}"
         )
+    shapes = {name: np.shape(m) for name, m in maps_by_method.items()}
+    if len(set(shapes.values())) != 1:
+        raise ValueError(f"every method's maps must have the same shape (N, H, W), got {shapes}")
     stacked = np.stack([np.asarray(m) for m in maps_by_method.values()])
     if stacked.ndim != 4:
         raise ValueError(f"maps must have shape (N, H, W) per method, got {stacked.shape[1:]}")
+    if stacked[0].size == 0:
+        raise ValueError(
+            f"choose_alpha needs maps of at least one image and pixel, got {stacked.shape[1:]}"
+        )
     check_finite_images(stacked, name="maps")
     if len(grid) == 0:
         raise ValueError("choose_alpha needs a non-empty grid of alphas")

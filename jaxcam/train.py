@@ -11,13 +11,23 @@ with that probability, partly blacked out by :func:`random_black_occlusion` - a
 blob-shaped region of random area, set to 0 in the raw image, as BAD's black images
 are - so that black images are in the model's training distribution (the idea
 behind ROAR and ROAD). The label is kept.
+
+Unbalanced sets (the Kaggle chest X-rays are about 3:1 PNEUMONIA in train):
+``TrainConfig.class_weighting="balanced"`` weights each example's loss by
+N / (classes * n_class). :func:`fit` validates after each epoch (accuracy, ROC AUC),
+writes orbax checkpoints into a run folder (:mod:`jaxcam.checkpoints`) and resumes
+an interrupted run to the same parameters as an uninterrupted one.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
+import json
+import os
 import time
-from collections.abc import Callable, Iterable, Iterator
+from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -25,13 +35,17 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
+from jaxcam.checkpoints import HISTORY_FILE, CheckpointStore, open_run
 from jaxcam.checks import check_image_batch
+from jaxcam.data.folders import split_batches
+from jaxcam.data.sources import ArraySplit
 from jaxcam.evaluation import in_batches
 from jaxcam.metrics import smooth_random_field
-from jaxcam.models.base import CAMClassifier, SplitModel, bind
+from jaxcam.models.base import CAMClassifier, SplitModel, apply_output, bind
 
 Array = jax.Array
-Batch = dict[str, np.ndarray]
+
+CLASS_WEIGHTINGS = ("none", "balanced")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -43,8 +57,21 @@ class TrainConfig:
     seed: int = 0
     occlusion: float = 0.0  # probability that a training image is partly blacked out
     occluded_area: tuple[float, float] = (0.05, 0.95)  # range of the blacked-out share
+    class_weighting: str = "none"  # or "balanced": loss weight N / (classes * n_class)
 
     def __post_init__(self) -> None:
+        for name in ("epochs", "batch_size"):
+            value = getattr(self, name)
+            if isinstance(value, bool) or int(value) != value or value < 1:
+                raise ValueError(f"{name} must be an integer >= 1, got {value!r}")
+        if isinstance(self.seed, bool) or int(self.seed) != self.seed or not 0 <= self.seed < 2**22:
+            raise ValueError(f"seed must be an integer in [0, 2**22), got {self.seed!r}")
+        if not self.learning_rate > 0:
+            raise ValueError(f"learning_rate must be > 0, got {self.learning_rate!r}")
+        if self.class_weighting not in CLASS_WEIGHTINGS:
+            raise ValueError(
+                f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {self.class_weighting!r}"
+            )
         if not 0.0 <= self.occlusion <= 1.0:
             raise ValueError(f"occlusion must be a probability in [0, 1], got {self.occlusion}")
         low, high = self.occluded_area
@@ -73,17 +100,35 @@ def random_black_occlusion(
     return jnp.where((ranks < count)[..., None], jnp.zeros_like(image), image)
 
 
-def classification_loss(logits: Array, labels: Array, output: str) -> Array:
-    """Mean loss of logits (B, classes) against integer labels (B,)."""
+def classification_loss(
+    logits: Array, labels: Array, output: str, class_weights: Array | None = None
+) -> Array:
+    """Mean loss of logits (B, classes) against integer labels (B,); each example's loss
+    is multiplied by ``class_weights[label]`` (classes,) when given."""
     one_hot = jax.nn.one_hot(labels, logits.shape[-1], dtype=logits.dtype)
     if output == "softmax":
-        return jnp.mean(optax.softmax_cross_entropy(logits, one_hot))
-    return jnp.mean(jnp.sum(optax.sigmoid_binary_cross_entropy(logits, one_hot), axis=-1))
+        losses = optax.softmax_cross_entropy(logits, one_hot)
+    else:
+        losses = jnp.sum(optax.sigmoid_binary_cross_entropy(logits, one_hot), axis=-1)
+    if class_weights is not None:
+        losses = losses * class_weights[labels]
+    return jnp.mean(losses)
+
+
+@functools.partial(jax.jit, static_argnums=(0, 1))
+def _init(model: CAMClassifier, image_shape: tuple[int, ...], key: Array) -> Any:
+    return model.init(key, jnp.zeros((1, *image_shape), jnp.float32))
 
 
 def init_variables(model: CAMClassifier, image_shape: tuple[int, ...], seed: int) -> Any:
-    """Variables of ``model`` for images of shape (H, W, C)."""
-    return jax.jit(model.init)(jax.random.key(seed), jnp.zeros((1, *image_shape), jnp.float32))
+    """Variables of ``model`` for images of shape (H, W, C) (compiled once per model)."""
+    return _init(model, tuple(image_shape), jax.random.key(seed))
+
+
+def variable_shapes(model: CAMClassifier, image_shape: tuple[int, ...]) -> Any:
+    """The variables' structure, shapes and dtypes (``jax.ShapeDtypeStruct`` leaves),
+    without computing them: what restoring a checkpoint needs."""
+    return jax.eval_shape(lambda key: _init(model, tuple(image_shape), key), jax.random.key(0))
 
 
 def occlude_batch(key: Array, images: Array, config: TrainConfig) -> Array:
@@ -101,32 +146,45 @@ def occlude_batch(key: Array, images: Array, config: TrainConfig) -> Array:
 def make_train_step(
     model: CAMClassifier, optimizer: optax.GradientTransformation, config: TrainConfig
 ) -> Callable[..., tuple[Any, Any, Array]]:
-    """A jitted ``(variables, opt_state, images, labels, key) -> (variables, opt_state, loss)``.
+    """A jitted ``(variables, opt_state, images, labels, key, class_weights) -> (variables,
+    opt_state, loss)``.
 
-    ``key`` draws the occlusions when ``config.occlusion > 0``.
+    ``key`` draws the occlusions when ``config.occlusion > 0``; ``class_weights``
+    (classes,) weights each example's loss by its label (ones: unweighted).
     """
 
-    def loss_and_stats(params: Any, batch_stats: Any, images: Array, labels: Array):
+    def loss_and_stats(
+        params: Any, state: Any, images: Array, labels: Array, class_weights: Array
+    ) -> tuple[Array, Any]:
+        # ``state``: the mutable collections besides params (batch_stats), if any.
         logits, updates = model.apply(
-            {"params": params, "batch_stats": batch_stats},
+            {"params": params, **state},
             images,
             train=True,
-            mutable=["batch_stats"],
+            mutable=list(state),
             method=lambda module, x, train: module.logits(module.features(x, train=train)),
         )
-        return classification_loss(logits, labels, model.output), updates["batch_stats"]
+        return classification_loss(logits, labels, model.output, class_weights), updates
 
     @jax.jit
-    def step(variables: Any, opt_state: Any, images: Array, labels: Array, key: Array):
+    def step(
+        variables: Any,
+        opt_state: Any,
+        images: Array,
+        labels: Array,
+        key: Array,
+        class_weights: Array,
+    ):
         if config.occlusion > 0:
             images = occlude_batch(key, images, config)
-        (loss, batch_stats), grads = jax.value_and_grad(loss_and_stats, has_aux=True)(
-            variables["params"], variables["batch_stats"], images, labels
+        state = {name: value for name, value in variables.items() if name != "params"}
+        (loss, state), grads = jax.value_and_grad(loss_and_stats, has_aux=True)(
+            variables["params"], state, images, labels, class_weights
         )
         with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float scalars
             updates, opt_state = optimizer.update(grads, opt_state, variables["params"])
             params = optax.apply_updates(variables["params"], updates)
-        return {"params": params, "batch_stats": batch_stats}, opt_state, loss
+        return {"params": params, **state}, opt_state, loss
 
     return step
 
@@ -134,6 +192,11 @@ def make_train_step(
 @jax.jit
 def _scores_step(model: SplitModel, images: Array) -> Array:
     return jax.vmap(model.scores)(images)
+
+
+@jax.jit
+def _logits_step(model: SplitModel, images: Array) -> Array:
+    return jax.vmap(lambda image: model.logits(model.features(image)))(images)
 
 
 def predict_scores(model: SplitModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
@@ -147,75 +210,321 @@ def accuracy(model: SplitModel, images: np.ndarray, labels: np.ndarray) -> float
     return float(np.mean(predict_scores(model, images).argmax(-1) == labels))
 
 
-def train(
+# ----------------------------------------------------------------------------
+# Validation: accuracy and ROC AUC.
+
+
+def roc_auc(scores: np.ndarray, positive: np.ndarray) -> float | None:
+    """Area under the ROC curve of ``scores`` (N,) for the boolean ``positive`` (N,).
+
+    The Mann-Whitney form: the probability that a random positive scores above a
+    random negative, ties counting one half (mid-ranks). ``None`` when one of the
+    two groups is empty.
+    """
+    scores = np.asarray(scores, np.float64)
+    positive = np.asarray(positive, bool)
+    if scores.shape != positive.shape or scores.ndim != 1:
+        raise ValueError(
+            f"scores and labels must be two (N,) arrays, got {scores.shape} and {positive.shape}"
+        )
+    num_pos, num_neg = int(positive.sum()), int((~positive).sum())
+    if num_pos == 0 or num_neg == 0:
+        return None
+    order = np.argsort(scores, kind="stable")
+    sorted_scores = scores[order]
+    ranks = np.empty(len(scores), np.float64)
+    # Mid-rank of each run of equal scores (1-based).
+    starts = np.flatnonzero(np.r_[True, sorted_scores[1:] != sorted_scores[:-1]])
+    ends = np.r_[starts[1:], len(scores)]
+    for start, end in zip(starts, ends, strict=True):
+        ranks[order[start:end]] = (start + end + 1) / 2.0
+    return float((ranks[positive].sum() - num_pos * (num_pos + 1) / 2.0) / (num_pos * num_neg))
+
+
+def ranking_scores(logits: np.ndarray, output: str) -> np.ndarray:
+    """Per-class scores to rank images by for ROC AUC: the softmax probabilities for a
+    softmax model, else the logits (monotone in the one-vs-rest sigmoid probability the
+    model is trained on, and not clipped at 0 like a ReLU output)."""
+    if output == "softmax":
+        return np.asarray(jax.nn.softmax(jnp.asarray(logits), axis=-1))
+    return np.asarray(logits)
+
+
+def classification_report(logits: np.ndarray, labels: np.ndarray, output: str) -> dict:
+    """Accuracy (argmax of Y), ROC AUC (class 1 for two classes; else the mean one-vs-rest
+    AUC over the classes present) and the image count."""
+    labels = np.asarray(labels)
+    scores = np.asarray(apply_output(jnp.asarray(logits), output))
+    ranking = ranking_scores(logits, output)
+    if logits.shape[-1] == 2:
+        auc = roc_auc(ranking[:, 1], labels == 1)
+    else:
+        aucs = [roc_auc(ranking[:, c], labels == c) for c in range(logits.shape[-1])]
+        aucs = [a for a in aucs if a is not None]
+        auc = float(np.mean(aucs)) if aucs else None
+    return {
+        "accuracy": float(np.mean(scores.argmax(-1) == labels)),
+        "auc": auc,
+        "images": int(len(labels)),
+    }
+
+
+def predict_logits(
+    model: SplitModel, split: Any, batch_size: int = 64
+) -> tuple[np.ndarray, np.ndarray]:
+    """Logits S (N, classes) and labels (N,) of every example of a split, in data order."""
+    logits, labels = [], []
+    for batch in split_batches(split, batch_size):
+        count = len(batch["label"])
+        images = batch["image"]
+        if count < batch_size:  # pad: one compiled shape
+            images = np.concatenate([images, np.repeat(images[:1], batch_size - count, 0)])
+        logits.append(np.asarray(_logits_step(model, jnp.asarray(images, jnp.float32)))[:count])
+        labels.append(np.asarray(batch["label"]))
+    if not logits:
+        raise ValueError("the split is empty: nothing to predict")
+    return np.concatenate(logits), np.concatenate(labels)
+
+
+def validate(model: SplitModel, split: Any, batch_size: int = 64) -> dict:
+    """:func:`classification_report` of ``model`` on a split."""
+    logits, labels = predict_logits(model, split, batch_size)
+    return classification_report(logits, labels, model.output)
+
+
+# ----------------------------------------------------------------------------
+# Training loop with checkpoints.
+
+
+def class_weights_for(labels: np.ndarray, num_classes: int, weighting: str) -> np.ndarray:
+    """Per-class loss weights (classes,) float32.
+
+    ``"balanced"``: w_c = N / (classes * n_c), so every class carries the same total
+    weight (Keras' and scikit-learn's "balanced"); ``"none"``: all 1.
+    """
+    if weighting not in CLASS_WEIGHTINGS:
+        raise ValueError(f"class_weighting must be one of {CLASS_WEIGHTINGS}, got {weighting!r}")
+    if weighting == "none":
+        return np.ones(num_classes, np.float32)
+    counts = np.bincount(np.asarray(labels), minlength=num_classes)
+    if (counts == 0).any():
+        missing = [int(c) for c in np.flatnonzero(counts == 0)]
+        raise ValueError(f"balanced class weights need every class in training; none of {missing}")
+    return (len(labels) / (num_classes * counts)).astype(np.float32)
+
+
+@functools.lru_cache(maxsize=8)
+def optimizer_and_step(
+    model: CAMClassifier, config: TrainConfig, total_steps: int
+) -> tuple[optax.GradientTransformation, Callable[..., Any]]:
+    """AdamW with a one-cycle cosine schedule over ``total_steps``, and its jitted train
+    step; built once per setting, so a resumed run in the same process compiles nothing."""
+    schedule = optax.cosine_onecycle_schedule(total_steps, config.learning_rate, pct_start=0.15)
+    optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
+    return optimizer, make_train_step(model, optimizer, config)
+
+
+@dataclasses.dataclass
+class FitResult:
+    """What :func:`fit` returns: the trained model (last step), the step it reached, the
+    history (one dict per finished epoch) and the step it resumed from (None: fresh)."""
+
+    model: SplitModel
+    step: int
+    total_steps: int
+    history: list[dict[str, Any]]
+    resumed_from: int | None = None
+
+
+def fit(
     model: CAMClassifier,
-    batches_for_epoch: Callable[[int], Iterable[Batch]],
-    image_shape: tuple[int, ...],
+    train_split: Any,
+    val_split: Any = None,
     config: TrainConfig = TrainConfig(),
-    evaluate: Callable[[SplitModel], dict[str, float]] | None = None,
+    *,
+    run_dir: str | os.PathLike | None = None,
+    run_info: dict[str, Any] | None = None,
+    checkpoint_every: int = 0,
+    max_steps: int | None = None,
+    initial_variables: Any = None,
     log: Callable[[str], None] = print,
-) -> SplitModel:
-    """Train ``model``; return it bound to the trained variables.
+    progress: bool = False,
+) -> FitResult:
+    """Train ``model`` on a split; with ``run_dir``, checkpoint and resume.
 
     Args:
       model: the classifier.
-      batches_for_epoch: ``epoch -> iterable of {'image': (B,H,W,C), 'label': (B,)}``.
-      image_shape: (H, W, C) of the images.
-      config: optimisation settings.
-      evaluate: optional ``model -> {name: value}`` printed after each epoch.
+      train_split, val_split: random-access splits (``len(split)``, ``split[i] ->
+        {"image": (H, W, C) float32, "label": int}``, a ``labels`` array): a
+        :class:`jaxcam.data.ImageSplit`, or :class:`jaxcam.data.ArraySplit` over arrays.
+      config: optimisation settings (every one is recorded; a resume must match).
+      run_dir: folder for ``run.json``, checkpoints and ``history.json``. If it holds
+        checkpoints of the same run, training continues from the latest: the step
+        count continues and the result equals an uninterrupted run (same data order,
+        same occlusion keys; a test checks the parameters).
+      run_info: what else ``run.json`` records (model spec, data) and a resume checks.
+      checkpoint_every: also save every this many steps (0: at epoch ends only).
+      max_steps: stop after this global step (saving it), e.g. to split a long run.
+      initial_variables: start from these variables (e.g. imported Keras weights)
+        instead of a random initialisation.
       log: where progress lines go.
+      progress: show a progress bar over the steps of each epoch.
+
+    Each epoch is a new seeded permutation of the training split (the last partial
+    batch dropped). After each epoch the validation accuracy and ROC AUC are logged,
+    the ``latest`` checkpoint is written, and ``best`` when the validation AUC (the
+    accuracy if the AUC is undefined) is the best so far.
     """
-    variables = init_variables(model, image_shape, config.seed)
-    first_epoch = list(batches_for_epoch(0))  # read once: counts the steps, then trains
-    steps_per_epoch = len(first_epoch)
-    schedule = optax.cosine_onecycle_schedule(
-        config.epochs * steps_per_epoch, config.learning_rate, pct_start=0.15
-    )
-    optimizer = optax.adamw(schedule, weight_decay=config.weight_decay)
-    with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float scalars
-        opt_state = optimizer.init(variables["params"])
-    step = make_train_step(model, optimizer, config)
-    occlusion_key = jax.random.key(config.seed + 1)
-    start = time.perf_counter()
-    for epoch in range(config.epochs):
-        losses = []
-        epoch_batches = first_epoch if epoch == 0 else batches_for_epoch(epoch)
-        for i, batch in enumerate(_device_batches(epoch_batches)):
-            key = jax.random.fold_in(occlusion_key, epoch * steps_per_epoch + i)
-            variables, opt_state, loss = step(variables, opt_state, *batch, key)
-            losses.append(loss)
-        message = (
-            f"epoch {epoch + 1}/{config.epochs}  loss {float(jnp.mean(jnp.stack(losses))):.4f}"
+    if int(checkpoint_every) != checkpoint_every or checkpoint_every < 0:
+        raise ValueError(f"checkpoint_every must be an integer >= 0, got {checkpoint_every!r}")
+    if max_steps is not None and (int(max_steps) != max_steps or max_steps < 1):
+        raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
+    labels = np.asarray(train_split.labels)
+    for name, split in (("training", train_split), ("validation", val_split)):
+        if split is None:
+            continue
+        split_labels = np.asarray(split.labels)
+        if (
+            len(split_labels)
+            and not 0 <= split_labels.min() <= split_labels.max() < model.num_classes
+        ):
+            raise ValueError(
+                f"the {name} labels run from {split_labels.min()} to {split_labels.max()}; "
+                f"a model with {model.num_classes} classes needs 0..{model.num_classes - 1}"
+            )
+    steps_per_epoch = len(train_split) // config.batch_size
+    if steps_per_epoch == 0:
+        raise ValueError(
+            f"the training split has {len(train_split)} examples, fewer than one batch of "
+            f"{config.batch_size}: lower the batch size"
         )
-        if evaluate is not None:
-            metrics = evaluate(bind(model, variables))
-            message += "".join(f"  {name} {value:.3f}" for name, value in metrics.items())
-        log(f"{message}  ({time.perf_counter() - start:.0f} s)")
-    return bind(model, variables)
+    total_steps = config.epochs * steps_per_epoch
+    if run_dir is not None:  # first: a folder of another run is refused before any work
+        record = {**(run_info or {}), "train": dataclasses.asdict(config)}
+        record["train"]["steps_per_epoch"] = steps_per_epoch
+        open_run(run_dir, record)
+    image_shape = tuple(np.shape(train_split[0]["image"]))
+    if val_split is not None and tuple(np.shape(val_split[0]["image"])) != image_shape:
+        raise ValueError(
+            f"validation images are {np.shape(val_split[0]['image'])}, training images "
+            f"{image_shape}: load both at the same size and channels"
+        )
+    check_image_batch(np.zeros((1, *image_shape), np.float32), model.in_channels, 1)
+    weights = jnp.asarray(class_weights_for(labels, model.num_classes, config.class_weighting))
+
+    optimizer, step_fn = optimizer_and_step(model, config, total_steps)
+    store = CheckpointStore(run_dir) if run_dir is not None else None
+    resuming = store is not None and store.latest_step() is not None
+    with jax.numpy_dtype_promotion("standard"):  # optax mixes int and float scalars
+        if resuming:  # shapes only: the checkpoint provides the values
+            variables = variable_shapes(model, image_shape)
+            opt_state = jax.eval_shape(optimizer.init, variables["params"])
+        else:
+            variables = initial_variables
+            if variables is None:
+                variables = init_variables(model, image_shape, config.seed)
+            opt_state = optimizer.init(variables["params"])
+
+    # The epoch's loss sum stays on the device (no host sync per step).
+    step, history, loss_sum, resumed_from = 0, [], jnp.float32(0.0), None
+    if resuming:
+        state, saved = store.restore({"model": variables, "optimizer": opt_state})
+        variables, opt_state = state["model"], state["optimizer"]
+        step, history = saved["step"], saved["history"]
+        loss_sum = jnp.float32(saved["loss_sum"])
+        resumed_from = step
+        log(f"resuming {os.fspath(run_dir)} at step {step}/{total_steps}")
+    stop = total_steps if max_steps is None else min(total_steps, int(max_steps))
+    occlusion_key = jax.random.key(config.seed + 1)
+    start_time = time.perf_counter()
+
+    def save(kind: str, metrics: dict[str, Any] | None = None) -> None:
+        if store is None:
+            return
+        state = {"model": variables, "optimizer": opt_state}
+        saved = {"step": step, "history": history, "loss_sum": float(loss_sum)}
+        store.save_latest(step, state, saved)
+        if kind == "epoch" and metrics is not None:
+            score = metrics["auc"] if metrics["auc"] is not None else metrics["accuracy"]
+            if store.save_best(step, state, saved, score):
+                log(
+                    f"  best so far (validation {'AUC' if metrics['auc'] else 'accuracy'} "
+                    f"{score:.4f}): saved"
+                )
+        Path(run_dir, HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+
+    try:
+        while step < stop:
+            epoch, first = divmod(step, steps_per_epoch)
+            last = min(steps_per_epoch, first + stop - step)
+            batches = split_batches(
+                train_split,
+                config.batch_size,
+                seed=config.seed * 1000 + epoch,
+                drop_remainder=True,
+                start_batch=first,
+            )
+            bar = _progress_bar(
+                progress, f"epoch {epoch + 1}/{config.epochs}", first, steps_per_epoch
+            )
+            for _, batch in zip(range(first, last), batches, strict=False):
+                key = jax.random.fold_in(occlusion_key, step)
+                images = jnp.asarray(batch["image"], jnp.float32)
+                batch_labels = jnp.asarray(batch["label"], jnp.int32)
+                variables, opt_state, loss = step_fn(
+                    variables, opt_state, images, batch_labels, key, weights
+                )
+                loss_sum = loss_sum + loss
+                step += 1
+                if bar is not None:
+                    bar.update(1)
+                if checkpoint_every and step % checkpoint_every == 0 and step % steps_per_epoch:
+                    save("step")
+            if bar is not None:
+                bar.close()
+            if step % steps_per_epoch:  # stopped inside an epoch (max_steps)
+                save("step")
+                break
+            entry = {"epoch": epoch + 1, "step": step, "loss": float(loss_sum) / steps_per_epoch}
+            loss_sum = jnp.float32(0.0)
+            metrics = None
+            if val_split is not None:
+                metrics = validate(bind(model, variables), val_split, config.batch_size)
+                entry |= {"val_accuracy": metrics["accuracy"], "val_auc": metrics["auc"]}
+            history.append(entry)
+            log(_epoch_line(entry, config.epochs, time.perf_counter() - start_time))
+            save("epoch", metrics)
+    finally:
+        if store is not None:
+            store.close()
+    return FitResult(bind(model, variables), step, total_steps, history, resumed_from)
 
 
-def _device_batches(batches: Iterable[Batch]) -> Iterator[tuple[Array, Array]]:
-    for batch in batches:
-        yield jnp.asarray(batch["image"], jnp.float32), jnp.asarray(batch["label"], jnp.int32)
+def _epoch_line(entry: dict[str, Any], epochs: int, seconds: float) -> str:
+    line = f"epoch {entry['epoch']}/{epochs}  loss {entry['loss']:.4f}"
+    if "val_accuracy" in entry:
+        line += f"  val accuracy {entry['val_accuracy']:.3f}"
+        auc = entry["val_auc"]
+        line += f"  val AUC {auc:.3f}" if auc is not None else "  val AUC n/a"
+    return f"{line}  ({seconds:.0f} s)"
+
+
+def _progress_bar(enabled: bool, label: str, done: int, total: int) -> Any:
+    if not enabled:
+        return None
+    from tqdm.auto import tqdm
+
+    return tqdm(total=total, initial=done, desc=label, unit="step", leave=False)
 
 
 def train_on_arrays(
     model: CAMClassifier,
     train_set: Any,
-    val_set: Any,
+    val_set: Any = None,
     config: TrainConfig = TrainConfig(),
     log: Callable[[str], None] = print,
 ) -> SplitModel:
-    """:func:`train` on in-memory splits (anything with ``images`` and ``labels``, e.g.
-    :class:`jaxcam.data.PhantomArrays`): shuffled grain batches, a new order each epoch,
-    validation accuracy logged after each epoch."""
-    from jaxcam.data import batches
-
-    return train(
-        model,
-        lambda epoch: batches(train_set, config.batch_size, seed=config.seed * 1000 + epoch),
-        train_set.images.shape[1:],
-        config,
-        evaluate=lambda m: {"val accuracy": accuracy(m, val_set.images, val_set.labels)},
-        log=log,
-    )
+    """:func:`fit` on in-memory splits (anything with ``images`` and ``labels``, e.g.
+    :class:`jaxcam.data.PhantomArrays`), without checkpoints; returns the model."""
+    as_split = lambda s: None if s is None else ArraySplit(s.images, s.labels)
+    return fit(model, as_split(train_set), as_split(val_set), config, log=log).model

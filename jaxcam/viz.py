@@ -43,7 +43,7 @@ def mask_outline(image: np.ndarray, mask: np.ndarray) -> np.ndarray:
 def save_figure(
     path: str | os.PathLike,
     images: np.ndarray,
-    masks: np.ndarray,
+    masks: np.ndarray | None,
     maps_by_method: Mapping[str, np.ndarray],
     row_titles: Sequence[str],
     scale: int = 2,
@@ -52,12 +52,12 @@ def save_figure(
 
     Args:
       images: raw images (N, H, W, C) in [0, 1].
-      masks: ground-truth masks (N, H, W) bool.
+      masks: ground-truth masks (N, H, W) bool, or None (real data: no mask column).
       maps_by_method: {method: maps (N, H, W) in [0, 1]}.
       row_titles: one caption per row (label, prediction...).
       scale: integer upscaling of each panel.
     """
-    columns = ["input", "ground truth", *maps_by_method]
+    columns = ["input", *([] if masks is None else ["ground truth"]), *maps_by_method]
     num_rows, height, width = images.shape[0], images.shape[1], images.shape[2]
     panel_h, panel_w, header, caption = height * scale, width * scale, 18, 14
     canvas = Image.new(
@@ -68,7 +68,9 @@ def save_figure(
     for col, title in enumerate(columns):
         draw.text((col * panel_w + 4, 3), title, fill="black", font=font)
     for row in range(num_rows):
-        panels = [grey_rgb(images[row]), mask_outline(images[row], masks[row])]
+        panels = [grey_rgb(images[row])]
+        if masks is not None:
+            panels.append(mask_outline(images[row], masks[row]))
         panels += [overlay(images[row], maps[row]) for maps in maps_by_method.values()]
         top = header + row * (panel_h + caption)
         draw.text((4, top), row_titles[row], fill="black", font=font)

@@ -20,7 +20,7 @@ def table_rows(lines: list[str], names) -> dict[str, list[str]]:
     rows = {}
     for line in lines:
         cells = [c.strip() for c in line.split("|")]
-        if len(cells) == 11 and cells[0] in names:
+        if len(cells) == 12 and cells[0] in names:
             rows[cells[0]] = cells
     return rows
 
@@ -53,6 +53,7 @@ def test_phantom_experiment_tables_match_json_and_write_figures(tmp_path, capsys
                 "n/a" if ad["incorrect"] is None else f"{100 * ad['incorrect']:.1f}"
             )
             assert cells[10] == str(ad["num_excluded"])
+            assert cells[11] == f"{ad['num_nonfinite']}/{bad['num_nonfinite']}"
         assert rows["CAM"][1:3] == rows["Grad-CAM"][1:3]  # eq. 12 on a trained model
     assert f"alpha = {saved['alpha']:.2f}" in printed
     assert ("WARNING" in printed) == (not saved["ground_truth_check"]["passed"])

@@ -1,5 +1,15 @@
-"""Data: the synthetic phantom chest X-ray set, its TFDS builder and loaders."""
+"""Data: the synthetic phantom chest X-ray set, its TFDS builder and loaders; real image folders."""
 
+from jaxcam.data.folders import (
+    ImageSplit,
+    class_counts,
+    load_chest_xray,
+    load_image_folder,
+    load_tfds,
+    read_image,
+    split_batches,
+    split_names,
+)
 from jaxcam.data.phantom import (
     CLASS_NAMES,
     MARKER_SIZE_RANGE,
@@ -21,6 +31,16 @@ from jaxcam.data.phantom import (
     phantom_split,
     split_seed,
 )
+from jaxcam.data.sources import (
+    DATA_KINDS,
+    ArraySplit,
+    DataSpec,
+    Subset,
+    data_split_names,
+    load_data_split,
+    one_image_per_random_class,
+    parse_data_spec,
+)
 from jaxcam.data.tfds_phantom import (
     DATASET_NAME,
     PhantomChestXray,
@@ -33,6 +53,22 @@ from jaxcam.data.tfds_phantom import (
 )
 
 __all__ = [
+    "DATA_KINDS",
+    "ArraySplit",
+    "DataSpec",
+    "Subset",
+    "data_split_names",
+    "load_data_split",
+    "one_image_per_random_class",
+    "parse_data_spec",
+    "ImageSplit",
+    "class_counts",
+    "load_chest_xray",
+    "load_image_folder",
+    "load_tfds",
+    "read_image",
+    "split_batches",
+    "split_names",
     "CLASS_NAMES",
     "DATASET_NAME",
     "MARKER_SIZE_RANGE",

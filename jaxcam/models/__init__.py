@@ -9,6 +9,15 @@ from jaxcam.models.base import (
 )
 from jaxcam.models.head_only import FeatureMapInput, head_only_model
 from jaxcam.models.inception_resnet_v2 import InceptionResNetV2, inception_resnet_v2
+
+# keras_weights imports Keras lazily, inside its functions: importing it here is free.
+from jaxcam.models.keras_weights import (
+    KerasImport,
+    import_keras_inception_resnet_v2,
+    inception_resnet_v2_from_keras,
+    load_keras_inception_resnet_v2,
+)
+from jaxcam.models.layers import LayerModel, layer_names, split_at
 from jaxcam.models.registry import create_model, default_input_size, model_names, register_model
 from jaxcam.models.resnet import ResNet, resnet18, resnet50
 from jaxcam.models.small_cnn import SmallCNN
@@ -18,6 +27,8 @@ __all__ = [
     "CAMClassifier",
     "FeatureMapInput",
     "InceptionResNetV2",
+    "KerasImport",
+    "LayerModel",
     "ResNet",
     "SmallCNN",
     "SplitModel",
@@ -26,9 +37,14 @@ __all__ = [
     "create_model",
     "default_input_size",
     "head_only_model",
+    "import_keras_inception_resnet_v2",
     "inception_resnet_v2",
+    "inception_resnet_v2_from_keras",
+    "layer_names",
+    "load_keras_inception_resnet_v2",
     "model_names",
     "register_model",
     "resnet18",
     "resnet50",
+    "split_at",
 ]

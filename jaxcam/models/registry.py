@@ -11,6 +11,7 @@ from typing import Any
 
 import flax.linen as nn
 
+from jaxcam.checks import check_integer
 from jaxcam.models.base import CAMClassifier
 from jaxcam.models.inception_resnet_v2 import inception_resnet_v2
 from jaxcam.models.resnet import resnet18, resnet50
@@ -21,7 +22,21 @@ _INPUT_SIZES: dict[str, int] = {}
 
 
 def register_model(name: str, backbone: Callable[..., nn.Module], input_size: int) -> None:
-    """Register ``backbone(**kwargs) -> nn.Module`` under ``name`` with its default input size."""
+    """Register ``backbone(**kwargs) -> nn.Module`` under ``name`` with its default input size.
+
+    Raises TypeError unless ``name`` is a string, ``backbone`` a module class or a
+    factory (not a module instance) and ``input_size`` an integer; ValueError for a
+    size below 1 or a name already taken.
+    """
+    if not isinstance(name, str):
+        raise TypeError(f"model name must be a string, got {name!r}")
+    if isinstance(backbone, nn.Module) or not callable(backbone):
+        hint = " (a module instance: pass its class)" if isinstance(backbone, nn.Module) else ""
+        raise TypeError(
+            f"backbone of model {name!r} must be callable (a module class or a function "
+            f"returning a module), got {type(backbone).__name__}{hint}"
+        )
+    input_size = check_integer(input_size, f"input_size of model {name!r}", minimum=1)
     if name in _BACKBONES:
         raise ValueError(f"model {name!r} is already registered")
     _BACKBONES[name] = backbone

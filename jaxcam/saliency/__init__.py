@@ -1,14 +1,22 @@
-"""Saliency methods: CAM, Grad-CAM, Grad-CAM++ (exact or closed form)."""
+"""Saliency methods: CAM, Grad-CAM, Grad-CAM++ (exact or closed form), HiResCAM,
+XGrad-CAM, LayerCAM, Score-CAM, Ablation-CAM, Eigen-CAM."""
 
+from jaxcam.saliency.ablation_cam import ablated_logits, ablation_cam
 from jaxcam.saliency.cam import cam
-from jaxcam.saliency.grad_cam import grad_cam
+from jaxcam.saliency.eigen_cam import eigen_cam
+from jaxcam.saliency.grad_cam import class_score_gradient, grad_cam
 from jaxcam.saliency.grad_cam_plus_plus import (
     grad_cam_plus_plus,
     grad_cam_plus_plus_alpha,
     grad_cam_plus_plus_derivatives,
 )
+from jaxcam.saliency.hires_cam import hires_cam
+from jaxcam.saliency.layer_cam import layer_cam
 from jaxcam.saliency.maps import (
+    IMAGE_METHODS,
     SALIENCY_METHODS,
+    example_method,
+    for_image,
     get_saliency_method,
     normalise,
     predicted_class,
@@ -18,23 +26,38 @@ from jaxcam.saliency.maps import (
     saliency_step,
     upsample,
 )
+from jaxcam.saliency.score_cam import SCORE_CAM_WEIGHTS, channel_mask, score_cam
 from jaxcam.saliency.scores import SCORE_FORMS, class_score
+from jaxcam.saliency.xgrad_cam import xgrad_cam
 
 __all__ = [
+    "IMAGE_METHODS",
     "SALIENCY_METHODS",
+    "SCORE_CAM_WEIGHTS",
     "SCORE_FORMS",
+    "ablated_logits",
+    "ablation_cam",
     "cam",
+    "channel_mask",
     "class_score",
+    "class_score_gradient",
+    "eigen_cam",
+    "example_method",
+    "for_image",
     "get_saliency_method",
     "grad_cam",
     "grad_cam_plus_plus",
     "grad_cam_plus_plus_alpha",
     "grad_cam_plus_plus_derivatives",
+    "hires_cam",
+    "layer_cam",
     "normalise",
     "predicted_class",
     "register_saliency_method",
     "saliency_map",
     "saliency_maps",
     "saliency_step",
+    "score_cam",
     "upsample",
+    "xgrad_cam",
 ]

@@ -5,6 +5,7 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxcam.checks import check_explained, nan_if_out_of_range
 from jaxcam.models.base import SplitModel
 
 Array = jax.Array
@@ -18,13 +19,21 @@ def cam(model: SplitModel, feature_map: Array, class_index: Array) -> Array:
     evidence is not shown as weak positive evidence after normalisation and eq. 12
     (CAM == Grad-CAM for a GAP -> dense head) holds for the whole map.
 
+    The weighted sum runs at ``highest`` matmul precision whatever the caller's
+    (TF32-like float32 matmuls on GPUs would change the map by ~1e-3).
+
     Args:
-      model: needs the plain GAP -> dense head (``model.class_weights()``).
+      model: a bound model with the plain GAP -> dense head (``model.class_weights()``).
       feature_map: A, (h, w, K).
-      class_index: c, integer scalar.
+      class_index: c, integer scalar in [0, classes): checked (ValueError) when
+        concrete; a traced c cannot be checked and gives NaN everywhere when out of
+        range (:func:`jaxcam.checks.nan_if_out_of_range`).
 
     Returns:
       L^c, (h, w).
     """
+    check_explained(model, feature_map, class_index)
     weights = model.class_weights()[:, class_index]
-    return jax.nn.relu(jnp.einsum("hwk,k->hw", feature_map, weights))
+    with jax.default_matmul_precision("highest"):
+        saliency = jax.nn.relu(jnp.einsum("hwk,k->hw", feature_map, weights))
+    return nan_if_out_of_range(saliency, class_index, model.num_classes)

@@ -21,7 +21,9 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
+from jaxcam.checks import check_explained, nan_if_out_of_range
 from jaxcam.derivatives import (
+    check_chunk_size,
     global_average_pool_weights,
     pure_derivatives,
     pure_derivatives_pooled,
@@ -48,52 +50,86 @@ def grad_cam_plus_plus_derivatives(
     """``(d1, d2, d3)``, each (h, w, K), as used by eq. 7-8.
 
     Args:
-      model: split model.
+      model: bound split model.
       feature_map: A, (h, w, K).
-      class_index: c, integer scalar.
+      class_index: c, integer scalar in [0, classes): checked (ValueError) when
+        concrete; a traced c cannot be checked and gives NaN everywhere when out of
+        range (:func:`jaxcam.checks.nan_if_out_of_range`).
       derivatives: ``exact`` or ``closed_form`` (d1 = g, d2 = g^2, d3 = g^3 with g the
         gradient of the class logit).
       score: differentiated score (default: the model's output activation).
       form: ``stable`` (log-space ``Y/Y(A0)``) or ``naive``.
-      path: ``auto`` (pooled when the model declares GAP pooling), ``pooled`` or
-        ``general`` (any head: along all h*w*K basis directions).
-      chunk_size: basis directions vmapped at once (see :func:`pure_derivatives`).
+      path: ``auto`` (pooled when ``model.has_linear_pooling``: GAP then the first
+        dense layer, see :class:`jaxcam.models.CAMClassifier`), ``pooled`` (an error
+        for any other head) or ``general`` (any head: along all h*w*K basis
+        directions).
+      chunk_size: basis directions vmapped at once, an integer >= 1 or ``None``
+        (see :func:`pure_derivatives`).
       derivative_method: ``taylor`` (one Taylor-mode pass per direction) or
         ``nested_jvp`` (the reference), see :mod:`jaxcam.derivatives`.
     """
+    check_explained(model, feature_map, class_index)
+    check_chunk_size(chunk_size)
     if derivatives not in DERIVATIVES:
         raise ValueError(f"derivatives must be one of {DERIVATIVES}, got {derivatives!r}")
     if path not in ("auto", "pooled", "general"):
         raise ValueError(f"path must be 'auto', 'pooled' or 'general', got {path!r}")
-    if derivatives == "closed_form":
-        with jax.default_matmul_precision("highest"):
-            g = jax.grad(lambda a: model.logits(a)[class_index])(feature_map)
-        return g, g * g, g * g * g
-
-    with jax.default_matmul_precision("highest"):  # also for S(A0) and the projection
-        score_of_logits = class_score(
-            score or model.output, class_index, model.logits(feature_map), form
+    if path == "pooled" and not getattr(model, "has_linear_pooling", False):
+        raise ValueError(
+            "path='pooled' needs a head that starts with GAP then the first dense "
+            f"layer; {type(getattr(model, 'module', model)).__name__} does not declare "
+            "it (has_linear_pooling is False): use path='general' or 'auto'"
         )
-        use_pooled = path == "pooled" or (path == "auto" and model.has_linear_pooling)
-        if use_pooled:
-            if not model.has_linear_pooling:
-                raise ValueError("path='pooled' needs a model whose head starts with GAP")
-            height, width, _ = feature_map.shape
-            kernel, bias = model.first_layer()
-            return pure_derivatives_pooled(
-                lambda s: score_of_logits(model.logits_after_first_layer(s + bias)),
-                jnp.mean(feature_map, axis=(0, 1)) @ kernel,
-                global_average_pool_weights(height, width, feature_map.dtype),
-                kernel,
-                method=derivative_method,
-                chunk_size=chunk_size,
-            )
-        return pure_derivatives(
-            lambda a: score_of_logits(model.logits(a)),
+    with jax.default_matmul_precision("highest"):  # also for S(A0) and the projection
+        found = _derivatives(
+            model,
             feature_map,
+            class_index,
+            derivatives,
+            score,
+            form,
+            path,
+            chunk_size,
+            derivative_method,
+        )
+    return tuple(nan_if_out_of_range(d, class_index, model.num_classes) for d in found)
+
+
+def _derivatives(
+    model: SplitModel,
+    feature_map: Array,
+    class_index: Array,
+    derivatives: str,
+    score: str | None,
+    form: str,
+    path: str,
+    chunk_size: int | None,
+    derivative_method: str,
+) -> tuple[Array, ...]:
+    """The body of :func:`grad_cam_plus_plus_derivatives`, after its checks."""
+    if derivatives == "closed_form":
+        g = jax.grad(lambda a: model.logits(a)[class_index])(feature_map)
+        return g, g * g, g * g * g
+    score_of_logits = class_score(
+        score or model.output, class_index, model.logits(feature_map), form
+    )
+    if path == "pooled" or (path == "auto" and getattr(model, "has_linear_pooling", False)):
+        height, width, _ = feature_map.shape
+        kernel, bias = model.first_layer()
+        return pure_derivatives_pooled(
+            lambda s: score_of_logits(model.logits_after_first_layer(s + bias)),
+            jnp.mean(feature_map, axis=(0, 1)) @ kernel,
+            global_average_pool_weights(height, width, feature_map.dtype),
+            kernel,
             method=derivative_method,
             chunk_size=chunk_size,
         )
+    return pure_derivatives(
+        lambda a: score_of_logits(model.logits(a)),
+        feature_map,
+        method=derivative_method,
+        chunk_size=chunk_size,
+    )
 
 
 def grad_cam_plus_plus_alpha(feature_map: Array, d2: Array, d3: Array) -> Array:
@@ -129,6 +165,9 @@ def grad_cam_plus_plus(
 
     Args: see :func:`grad_cam_plus_plus_derivatives`.
 
+    The final weighted sum, like the derivatives, runs at ``highest`` matmul
+    precision whatever the caller's.
+
     Returns:
       L^c, (h, w); finite (non-finite weights, e.g. from the naive form's
       overflow, are zeroed).
@@ -147,4 +186,6 @@ def grad_cam_plus_plus(
     alpha = grad_cam_plus_plus_alpha(feature_map, d2, d3)
     weights = jnp.sum(alpha * jax.nn.relu(d1), axis=(0, 1))
     weights = jnp.where(jnp.isfinite(weights), weights, 0.0)
-    return jax.nn.relu(jnp.einsum("hwk,k->hw", feature_map, weights))
+    with jax.default_matmul_precision("highest"):
+        saliency = jax.nn.relu(jnp.einsum("hwk,k->hw", feature_map, weights))
+    return nan_if_out_of_range(saliency, class_index, model.num_classes)

@@ -1,0 +1,199 @@
+"""Time per image of every saliency method, relative to Grad-CAM.
+
+Command::
+
+    python benchmarks/bench_methods.py                 # small_cnn 128x128x1, batch 16 (CPU-sized)
+    python benchmarks/bench_methods.py --quick         # tiny smoke run (small_cnn 32x32, batch 4)
+    python benchmarks/bench_methods.py --model resnet18 --size 64 --channels 3 --classes 10
+    python benchmarks/bench_methods.py --model resnet18 --size 64 --layer backbone/stage3_block2
+
+For each method it times the library's jitted batch step (``saliency_step``: features,
+the method's map, Lanczos upsampling and normalisation for a batch, vmapped once) on a
+device-resident batch of uniform random images with random weights: the first call
+(compile) and the fastest of ``--repeats`` calls, each ended by ``block_until_ready``.
+The forward alone (``jax.vmap(model.scores)``, jitted) is timed the same way. Prints one
+row per method: ms per image, the ratio to Grad-CAM's step, the ratio to one forward,
+and the compile time; ``--json PATH`` writes every number. ``--layer`` explains a named
+layer of the backbone (:func:`jaxcam.models.split_at`; CAM needs the backbone's output
+and is skipped there).
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import time
+from collections.abc import Callable, Sequence
+from typing import Any
+
+import jax
+import jax.numpy as jnp
+import numpy as np
+
+import jaxcam
+from jaxcam.models import default_input_size, split_at
+from jaxcam.saliency import saliency_step
+
+# name -> (registered method, options); Grad-CAM is the reference row.
+METHODS: dict[str, tuple[str, dict[str, Any]]] = {
+    "cam": ("cam", {}),
+    "grad_cam": ("grad_cam", {}),
+    "grad_cam_plus_plus": ("grad_cam_plus_plus", {"derivatives": "exact"}),
+    "grad_cam_plus_plus_closed": ("grad_cam_plus_plus", {"derivatives": "closed_form"}),
+    "hires_cam": ("hires_cam", {}),
+    "xgrad_cam": ("xgrad_cam", {}),
+    "layer_cam": ("layer_cam", {}),
+    "score_cam": ("score_cam", {}),
+    "ablation_cam": ("ablation_cam", {}),
+    "eigen_cam": ("eigen_cam", {}),
+}
+REFERENCE = "grad_cam"
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    start = time.perf_counter()
+    jax.block_until_ready(fn())
+    return time.perf_counter() - start
+
+
+def best_seconds(fn: Callable[[], Any], repeats: int) -> float:
+    """Fastest of ``repeats`` calls: robust to other processes sharing the machine."""
+    return min(timed(fn) for _ in range(max(1, repeats)))
+
+
+def build_model(args: argparse.Namespace) -> jaxcam.SplitModel:
+    module = jaxcam.create_model(
+        args.model, num_classes=args.classes, output=args.output, in_channels=args.channels
+    )
+    shape = (1, args.size, args.size, args.channels)
+    variables = jax.jit(module.init)(jax.random.key(0), jnp.zeros(shape, jnp.float32))
+    return jaxcam.bind(module, variables)
+
+
+def run(args: argparse.Namespace) -> dict[str, Any]:
+    model = build_model(args)
+    target = split_at(model, args.layer)
+    rng = np.random.default_rng(0)
+    images = jnp.asarray(
+        rng.random((args.batch, args.size, args.size, args.channels), dtype=np.float32)
+    )
+    classes = jnp.zeros((args.batch,), jnp.int32)
+    feature_shape = jax.eval_shape(target.features, images[0]).shape
+    forward = jax.jit(lambda m, x: jax.vmap(m.scores)(x))
+    record: dict[str, Any] = {
+        "device": jax.devices()[0].device_kind,
+        "backend": jax.default_backend(),
+        "jax": jax.__version__,
+        "model": args.model,
+        "layer": args.layer,
+        "feature_map": list(feature_shape),
+        "image": [args.size, args.size, args.channels],
+        "classes": args.classes,
+        "output": args.output,
+        "batch": args.batch,
+        "repeats": args.repeats,
+        "forward_compile_s": timed(lambda: forward(model, images)),
+        "forward_ms_per_image": 1e3
+        * best_seconds(lambda: forward(model, images), args.repeats)
+        / args.batch,
+        "methods": {},
+    }
+    for name in args.methods:
+        method, options = METHODS[name]
+        if method == "cam" and target is not model:
+            record["methods"][name] = {"skipped": "CAM needs the backbone's output"}
+            continue
+        static = tuple(sorted(options.items()))
+
+        def step(method: str = method, static: tuple = static) -> Any:
+            return saliency_step(target, images, classes, method, static)
+
+        compile_s = timed(step)
+        seconds = best_seconds(step, args.repeats)
+        record["methods"][name] = {
+            "ms_per_image": 1e3 * seconds / args.batch,
+            "compile_s": compile_s,
+        }
+        print(f"  done: {name} ({1e3 * seconds / args.batch:.2f} ms/image)", flush=True)
+    reference = record["methods"].get(REFERENCE, {}).get("ms_per_image")
+    for row in record["methods"].values():
+        if "ms_per_image" in row:
+            row["x_grad_cam"] = row["ms_per_image"] / reference if reference else None
+            row["x_forward"] = row["ms_per_image"] / record["forward_ms_per_image"]
+    return record
+
+
+def table(record: dict[str, Any]) -> str:
+    header = ("method", "ms/image", "x Grad-CAM", "x forward", "compile s")
+    rows = [header]
+    for name, row in record["methods"].items():
+        if "skipped" in row:
+            rows.append((name, "skipped", row["skipped"], "", ""))
+            continue
+        ratio = row["x_grad_cam"]
+        rows.append(
+            (
+                name,
+                f"{row['ms_per_image']:.2f}",
+                "n/a" if ratio is None else f"{ratio:.2f}",
+                f"{row['x_forward']:.1f}",
+                f"{row['compile_s']:.1f}",
+            )
+        )
+    widths = [max(len(r[i]) for r in rows) for i in range(len(header))]
+    lines = [" | ".join(c.ljust(w) for c, w in zip(r, widths, strict=True)) for r in rows]
+    lines.insert(1, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
+def parse(argv: Sequence[str] | None) -> argparse.Namespace:
+    parser = argparse.ArgumentParser(description="Time per image of every saliency method")
+    parser.add_argument("--quick", action="store_true", help="tiny smoke run")
+    parser.add_argument("--model", default="small_cnn", choices=jaxcam.model_names())
+    parser.add_argument("--layer", default="backbone", help="layer to explain (split_at)")
+    parser.add_argument("--size", type=int, help="image side (default: the model's)")
+    parser.add_argument("--channels", type=int, help="default 1 for small_cnn, else 3")
+    parser.add_argument("--classes", type=int, help="default 2 for small_cnn, else 1000")
+    parser.add_argument("--output", default="softmax", help="relu, softmax, linear or exp")
+    parser.add_argument("--batch", type=int, help="images per step (default 16, --quick 4)")
+    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    parser.add_argument("--repeats", type=int, help="timed calls, best of (default 5)")
+    parser.add_argument("--json", help="write the numbers to this path")
+    args = parser.parse_args(argv)
+    args.methods = [m.strip() for m in args.methods.split(",") if m.strip()]
+    unknown = [m for m in args.methods if m not in METHODS]
+    if unknown or not args.methods:
+        parser.error(f"unknown --methods {unknown}; choose from {', '.join(METHODS)}")
+    small = args.model == "small_cnn"
+    args.size = args.size or (32 if args.quick else default_input_size(args.model))
+    args.channels = args.channels or (1 if small else 3)
+    args.classes = args.classes or (2 if small else 1000)
+    args.batch = args.batch or (4 if args.quick else 16)
+    args.repeats = args.repeats or (2 if args.quick else 5)
+    return args
+
+
+def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
+    start = time.perf_counter()
+    args = parse(argv)
+    print(
+        f"device {jax.devices()[0].device_kind} ({jax.default_backend()}), jax {jax.__version__}",
+        flush=True,
+    )
+    record = run(args)
+    print(
+        f"{args.model} {args.size}x{args.size}x{args.channels}, {args.classes} classes, "
+        f"{args.output}, batch {args.batch}; layer {args.layer}: A {tuple(record['feature_map'])}; "
+        f"forward {record['forward_ms_per_image']:.2f} ms/image"
+    )
+    print(table(record))
+    record["wall_s"] = time.perf_counter() - start
+    print(f"wall {record['wall_s']:.1f} s", flush=True)
+    if args.json:
+        with open(args.json, "w") as f:
+            json.dump(record, f, indent=2)
+    return record
+
+
+if __name__ == "__main__":
+    main()
