@@ -57,6 +57,18 @@ def test_phantom_experiment_tables_match_json_and_write_figures(tmp_path, capsys
         assert rows["CAM"][1:3] == rows["Grad-CAM"][1:3]  # eq. 12 on a trained model
     assert f"alpha = {saved['alpha']:.2f}" in printed
     assert ("WARNING" in printed) == (not saved["ground_truth_check"]["passed"])
+    # The extra rows: scored at the same alpha, printed as saved; HiResCAM and XGrad-CAM
+    # equal Grad-CAM for this GAP -> dense head (the gradient is constant over positions).
+    more = saved["more_methods"]
+    assert more["alpha"] == saved["alpha"]
+    extra_part = printed.split("More methods: all test images")[1]
+    extra = table_rows(extra_part.splitlines(), set(more["all_images"]))
+    assert set(extra) == {"HiResCAM", "XGrad-CAM", "LayerCAM", "Ablation-CAM", "Eigen-CAM"}
+    for name, cells in extra.items():
+        bad = more["all_images"][name]["black_average_drop"]["value"]
+        assert cells[2].rstrip("^") == ("n/a" if bad is None else f"{bad:.4f}")
+    grad_cam = table_rows(all_part.split("More methods")[0].splitlines(), {"Grad-CAM"})
+    assert extra["HiResCAM"][1:3] == extra["XGrad-CAM"][1:3] == grad_cam["Grad-CAM"][1:3]
 
 
 def test_phantom_experiment_rejects_bad_alpha(tmp_path):
