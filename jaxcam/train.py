@@ -445,12 +445,10 @@ def fit(
         saved = {"step": step, "history": history, "loss_sum": float(loss_sum)}
         store.save_latest(step, state, saved)
         if kind == "epoch" and metrics is not None:
-            score = metrics["auc"] if metrics["auc"] is not None else metrics["accuracy"]
+            kind = "auc" if metrics["auc"] is not None else "accuracy"
+            score = metrics[kind]
             if store.save_best(step, state, saved, score):
-                log(
-                    f"  best so far (validation {'AUC' if metrics['auc'] else 'accuracy'} "
-                    f"{score:.4f}): saved"
-                )
+                log(f"  best so far (validation {kind} {score:.4f}): saved")
         Path(run_dir, HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
 
     try:
