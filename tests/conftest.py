@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import importlib.util
+import sys
+from pathlib import Path
 from typing import ClassVar
 
 import flax.linen as nn
@@ -66,3 +69,20 @@ def toy_model(output: str = "softmax", seed: int = 0):
         backbone=ToyBackbone(), num_classes=3, output=output, in_channels=2
     )
     return jaxcam.bind(module, module.init(jax.random.key(seed), jnp.zeros((1, 16, 16, 2))))
+
+
+REPOSITORY = Path(__file__).resolve().parents[1]
+
+
+def load_script(relative_path: str):
+    """Import a script of the repository (``experiments/phantom.py``...) as a module.
+
+    It is registered in ``sys.modules`` while it runs, so its dataclasses resolve their
+    annotations through it.
+    """
+    path = REPOSITORY / relative_path
+    spec = importlib.util.spec_from_file_location(path.stem, path)
+    module = importlib.util.module_from_spec(spec)
+    sys.modules[spec.name] = module
+    spec.loader.exec_module(module)
+    return module

@@ -1,19 +1,12 @@
 """The evaluation benchmark runs end to end at its smallest size and writes what it prints."""
 
-import importlib.util
 import json
-import sys
-from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_eval.py"
+from conftest import load_script
 
 
 def load_benchmark():
-    spec = importlib.util.spec_from_file_location("bench_eval", BENCHMARK)
-    module = importlib.util.module_from_spec(spec)
-    sys.modules[spec.name] = module  # its dataclass resolves annotations through it
-    spec.loader.exec_module(module)
-    return module
+    return load_script("benchmarks/bench_eval.py")
 
 
 def test_quick_benchmark_reports_every_rate_and_the_floor(tmp_path, capsys):

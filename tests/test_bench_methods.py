@@ -1,16 +1,12 @@
 """The per-method benchmark runs at its smallest size and reports ratios to Grad-CAM."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-BENCHMARK = Path(__file__).resolve().parents[1] / "benchmarks" / "bench_methods.py"
+from conftest import load_script
 
 
 def test_quick_method_benchmark_reports_ratios_to_grad_cam(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("bench_methods", BENCHMARK)
-    bench = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(bench)
+    bench = load_script("benchmarks/bench_methods.py")
     path = tmp_path / "methods.json"
     methods = "grad_cam,score_cam"
     bench.main(

@@ -11,6 +11,7 @@ from pathlib import Path
 import jax
 import numpy as np
 import pytest
+from conftest import load_script
 from PIL import Image
 
 from jaxcam.checkpoints import load_trained_model
@@ -229,11 +230,7 @@ def test_installing_jaxcam_pulls_no_tensorflow():
 
 
 def load_experiment(name: str):
-    path = Path(__file__).resolve().parents[1] / "experiments" / f"{name}.py"
-    spec = importlib.util.spec_from_file_location(name, path)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"experiments/{name}.py")
 
 
 def test_chest_xray_experiment_continues_a_finished_run(trained, capsys):

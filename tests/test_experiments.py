@@ -1,19 +1,13 @@
 """The experiments run end to end on tiny settings, and what they print is what they save."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import pytest
-
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
+from conftest import load_script
 
 
 def load(name: str):
-    spec = importlib.util.spec_from_file_location(name, EXPERIMENTS / f"{name}.py")
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script(f"experiments/{name}.py")
 
 
 def table_rows(lines: list[str], names) -> dict[str, list[str]]:

@@ -1,20 +1,15 @@
 """The ground-truth study runs end to end in its reduced setting and reports what it computes."""
 
-import importlib.util
 import json
-from pathlib import Path
 
 import numpy as np
+from conftest import load_script
 
 from jaxcam.ground_truth import LADDER_QUALITY
 
-EXPERIMENTS = Path(__file__).resolve().parents[1] / "experiments"
-
 
 def test_ground_truth_study_quick_run(tmp_path, capsys):
-    spec = importlib.util.spec_from_file_location("ground_truth", EXPERIMENTS / "ground_truth.py")
-    study = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(study)
+    study = load_script("experiments/ground_truth.py")
     results = study.main(
         [
             "--quick",

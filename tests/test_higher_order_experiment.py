@@ -1,17 +1,12 @@
 """experiments/higher_order.py on tiny settings: exact vs closed-form Grad-CAM++."""
 
-import importlib.util
 import json
-from pathlib import Path
 
-EXPERIMENT = Path(__file__).resolve().parents[1] / "experiments" / "higher_order.py"
+from conftest import load_script
 
 
 def load():
-    spec = importlib.util.spec_from_file_location("higher_order", EXPERIMENT)
-    module = importlib.util.module_from_spec(spec)
-    spec.loader.exec_module(module)
-    return module
+    return load_script("experiments/higher_order.py")
 
 
 def test_higher_order_experiment_rows(tmp_path, capsys):

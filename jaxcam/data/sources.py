@@ -26,7 +26,7 @@ from typing import Any
 
 import numpy as np
 
-from jaxcam.data.folders import load_chest_xray, load_image_folder, load_tfds, split_names
+from jaxcam.data.folders import load_chest_xray, load_image_folder, load_tfds
 from jaxcam.data.phantom import CLASS_NAMES, SPLITS
 from jaxcam.data.tfds_phantom import load_phantom
 
@@ -101,21 +101,6 @@ class ArraySplit:
     def __getitem__(self, index: int) -> dict[str, Any]:
         item = {"image": self.images[index], "label": self.labels[index], "index": np.int32(index)}
         return item | {k: v[index] for k, v in self.extra.items()}
-
-
-def data_split_names(spec: DataSpec, data_dir: str | os.PathLike | None = None) -> tuple[str, ...]:
-    """The splits a data set has (``train``/``val``/``test`` for phantom and chest_xray)."""
-    if spec.kind in ("phantom", "chest_xray"):
-        return tuple(SPLITS)
-    if spec.kind == "folder":
-        return split_names(spec.location)
-    import tensorflow_datasets as tfds
-
-    try:
-        builder = tfds.builder(spec.location, data_dir=data_dir, try_gcs=False)
-    except Exception as error:  # tfds raises its own DatasetNotFoundError and friends
-        raise ValueError(f"unknown TFDS data set {spec.location!r}: {error}") from None
-    return tuple(builder.info.splits)
 
 
 def load_data_split(
