@@ -1,6 +1,6 @@
 # Two entry points on a fresh machine (Python >= 3.11):
 #   make demo   set up .venv, install jaxcam, run the phantom experiment (Table 1 + Figure 1)
-#   make test   set up .venv, install jaxcam with test extras, run the test suite
+#   make test   set up .venv, install jaxcam with test extras, type-check jaxcam/ (mypy), run the tests
 PYTHON ?= python3
 VENV ?= .venv
 PY := $(VENV)/bin/python
@@ -16,10 +16,11 @@ demo: $(VENV)/.installed
 	$(PY) experiments/phantom.py
 
 test: $(VENV)/.installed
+	$(PY) -m mypy
 	$(PY) -m pytest
 
 bench: $(VENV)/.installed
 	$(PY) benchmarks/bench_exact.py
 
 clean:
-	rm -rf $(VENV) results
+	rm -rf $(VENV) results .mypy_cache

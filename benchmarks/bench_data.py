@@ -28,9 +28,10 @@ import jax.numpy as jnp
 import numpy as np
 from PIL import Image
 
-from jaxcam.checkpoints import ModelSpec
 from jaxcam.data import load_chest_xray, split_batches
-from jaxcam.train import TrainConfig, init_variables, optimizer_and_step
+from jaxcam.models import init_variables
+from jaxcam.runs import ModelSpec
+from jaxcam.train import TrainConfig, optimizer_and_step
 
 
 def write_folder(root: Path, images: int, size: int) -> None:

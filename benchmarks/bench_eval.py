@@ -56,10 +56,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcam
+from jaxcam.batching import array_batches
 from jaxcam.evaluation import (
     Engine,
     StepConfig,
-    array_batches,
     engine_for,
     evaluation_from_sums,
     step_config,
@@ -245,7 +245,7 @@ def run_case(case: Case, log: CompileLog) -> dict[str, Any]:
     }
     batch = jax.device_put(host_batch, engine.data_sharding)
     sums = jax.device_put(
-        zero_evaluation_sums(len(case.methods), case.classes, len(case.alphas)), engine.replicated
+        zero_evaluation_sums(config), engine.replicated
     )
     placed = jax.device_put(model, engine.replicated)
     _, result["step_compile_s"] = timed(lambda: engine.step(placed, sums, batch))

@@ -48,7 +48,7 @@ import tensorflow_datasets as tfds
 
 import jaxcam
 from jaxcam.data import PNEUMONIA, lesion_area_fractions, load_phantom_splits
-from jaxcam.evaluation import MORE_METHODS, reference_key, software_versions
+from jaxcam.evaluation import reference_key, software_versions
 from jaxcam.ground_truth import (
     LADDER_QUALITY,
     energy_inside_mask,
@@ -60,6 +60,7 @@ from jaxcam.ground_truth import (
     rank_agreement,
 )
 from jaxcam.metrics import DEFAULT_TIES, kept_pixel_count, tie_priority, top_pixel_mask
+from jaxcam.saliency import MORE_METHODS
 from jaxcam.train import TrainConfig, accuracy, train_on_arrays
 from jaxcam.viz import save_line_plot
 

@@ -11,23 +11,23 @@ from jaxcam.derivatives import (
     pure_derivatives_pooled,
 )
 from jaxcam.evaluation import (
-    MORE_METHODS,
-    PAPER_METHODS,
     Evaluation,
     ReferenceMap,
-    compute_maps,
     evaluate,
     evaluate_methods,
     format_table,
 )
 from jaxcam.metrics import (
     ALPHA_GRID,
+    Metric,
     average_drop,
     black_average_drop,
     black_image,
     choose_alpha,
     explanation_image,
     masked_scores,
+    metric_names,
+    register_metric,
 )
 from jaxcam.models import (
     CAMClassifier,
@@ -40,10 +40,14 @@ from jaxcam.models import (
     split_at,
 )
 from jaxcam.saliency import (
+    MORE_METHODS,
+    PAPER_METHODS,
     SALIENCY_METHODS,
     cam,
+    compute_maps,
     grad_cam,
     grad_cam_plus_plus,
+    method_names,
     register_saliency_method,
     saliency_maps,
 )
@@ -52,6 +56,10 @@ __version__ = "0.1.0"
 
 __all__ = [
     "MORE_METHODS",
+    "Metric",
+    "method_names",
+    "metric_names",
+    "register_metric",
     "layer_names",
     "split_at",
     "ALPHA_GRID",

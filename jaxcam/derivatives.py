@@ -204,9 +204,10 @@ def derivatives_along(
             )
 
             def along(row: Array) -> tuple[Array, ...]:
+                direction: Array | BasisDirection = row
                 if directions is None:
-                    row = BasisDirection(row, jnp.ones((), x.dtype), (size,))
-                return tuple(derivatives_from_trace(closed, x, row, order)[1:])
+                    direction = BasisDirection(row, jnp.ones((), x.dtype), (size,))
+                return tuple(derivatives_from_trace(closed, x, direction, order)[1:])
 
             return tuple(jax.lax.map(along, rows, batch_size=chunk))
 

@@ -22,6 +22,7 @@ from __future__ import annotations
 
 import math
 from collections.abc import Mapping, Sequence
+from typing import Any
 
 import jax
 import jax.numpy as jnp
@@ -160,7 +161,10 @@ def shifted(saliency: Array, dy: int | Array, dx: int | Array) -> Array:
     rows = jnp.arange(height)[:, None] - dy  # source row of each output pixel
     cols = jnp.arange(width)[None, :] - dx
     valid = (rows >= 0) & (rows < height) & (cols >= 0) & (cols < width)
-    return jnp.where(valid, jnp.roll(saliency, (dy, dx), axis=(0, 1)), 0.0)
+    # jax annotates the shift as ArrayLike | Sequence[int]; roll also takes a tuple of
+    # traced integers (it falls back to a dynamic roll), as here.
+    rolled = jnp.roll(saliency, (dy, dx), axis=(0, 1))  # type: ignore[arg-type]
+    return jnp.where(valid, rolled, 0.0)
 
 
 def noisy_mix(saliency: Array, key: Array, weight: float | Array) -> Array:
@@ -289,7 +293,7 @@ def ladder(
     return {name: normalise(rungs[name]) for name in LADDER_QUALITY}
 
 
-def ladder_references(**options: float | None) -> dict[str, ReferenceMap]:
+def ladder_references(**options: Any) -> dict[str, ReferenceMap]:
     """The ladder's rungs as reference rows for :func:`jaxcam.evaluate` (batches need ``mask``).
 
     ``options`` are :func:`ladder`'s keyword arguments. Each image gets its own key.

@@ -15,7 +15,7 @@ behind ROAR and ROAD). The label is kept.
 Unbalanced sets (the Kaggle chest X-rays are about 3:1 PNEUMONIA in train):
 ``TrainConfig.class_weighting="balanced"`` weights each example's loss by
 N / (classes * n_class). :func:`fit` validates after each epoch (accuracy, ROC AUC),
-writes orbax checkpoints into a run folder (:mod:`jaxcam.checkpoints`) and resumes
+writes orbax checkpoints into a run folder (:mod:`jaxcam.runs`) and resumes
 an interrupted run to the same parameters as an uninterrupted one.
 """
 
@@ -23,11 +23,9 @@ from __future__ import annotations
 
 import dataclasses
 import functools
-import json
 import os
 import time
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -35,13 +33,15 @@ import jax.numpy as jnp
 import numpy as np
 import optax
 
-from jaxcam.checkpoints import HISTORY_FILE, CheckpointStore, open_run
+from jaxcam.batching import in_batches
+from jaxcam.checkpoints import CheckpointStore
 from jaxcam.checks import check_image_batch
-from jaxcam.data.folders import split_batches
-from jaxcam.data.sources import ArraySplit
-from jaxcam.evaluation import in_batches
+from jaxcam.data.splits import ArraySplit, check_split_labels, split_batches
 from jaxcam.metrics import smooth_random_field
 from jaxcam.models.base import CAMClassifier, SplitModel, apply_output, bind
+from jaxcam.models.init import init_variables, variable_shapes
+from jaxcam.models.protocol import Explainable
+from jaxcam.runs import history_line, open_run, write_history
 
 Array = jax.Array
 
@@ -115,22 +115,6 @@ def classification_loss(
     return jnp.mean(losses)
 
 
-@functools.partial(jax.jit, static_argnums=(0, 1))
-def _init(model: CAMClassifier, image_shape: tuple[int, ...], key: Array) -> Any:
-    return model.init(key, jnp.zeros((1, *image_shape), jnp.float32))
-
-
-def init_variables(model: CAMClassifier, image_shape: tuple[int, ...], seed: int) -> Any:
-    """Variables of ``model`` for images of shape (H, W, C) (compiled once per model)."""
-    return _init(model, tuple(image_shape), jax.random.key(seed))
-
-
-def variable_shapes(model: CAMClassifier, image_shape: tuple[int, ...]) -> Any:
-    """The variables' structure, shapes and dtypes (``jax.ShapeDtypeStruct`` leaves),
-    without computing them: what restoring a checkpoint needs."""
-    return jax.eval_shape(lambda key: _init(model, tuple(image_shape), key), jax.random.key(0))
-
-
 def occlude_batch(key: Array, images: Array, config: TrainConfig) -> Array:
     """Apply :func:`random_black_occlusion` to each image with probability ``config.occlusion``."""
     keys = jax.random.split(key, images.shape[0])
@@ -190,22 +174,22 @@ def make_train_step(
 
 
 @jax.jit
-def _scores_step(model: SplitModel, images: Array) -> Array:
+def _scores_step(model: Explainable, images: Array) -> Array:
     return jax.vmap(model.scores)(images)
 
 
 @jax.jit
-def _logits_step(model: SplitModel, images: Array) -> Array:
+def _logits_step(model: Explainable, images: Array) -> Array:
     return jax.vmap(lambda image: model.logits(model.features(image)))(images)
 
 
-def predict_scores(model: SplitModel, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
+def predict_scores(model: Explainable, images: np.ndarray, batch_size: int = 64) -> np.ndarray:
     """Scores Y (N, classes) of raw images (N, H, W, C), in fixed-size batches."""
     check_image_batch(images, model.module.in_channels, model.module.min_input_size)
     return in_batches(lambda x: _scores_step(model, jnp.asarray(x)), [images], batch_size)
 
 
-def accuracy(model: SplitModel, images: np.ndarray, labels: np.ndarray) -> float:
+def accuracy(model: Explainable, images: np.ndarray, labels: np.ndarray) -> float:
     """Share of images whose predicted class (argmax of Y) equals the label."""
     return float(np.mean(predict_scores(model, images).argmax(-1) == labels))
 
@@ -260,8 +244,8 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, output: str) -
         auc = roc_auc(ranking[:, 1], labels == 1)
     else:
         aucs = [roc_auc(ranking[:, c], labels == c) for c in range(logits.shape[-1])]
-        aucs = [a for a in aucs if a is not None]
-        auc = float(np.mean(aucs)) if aucs else None
+        defined = [a for a in aucs if a is not None]
+        auc = float(np.mean(defined)) if defined else None
     return {
         "accuracy": float(np.mean(scores.argmax(-1) == labels)),
         "auc": auc,
@@ -270,7 +254,7 @@ def classification_report(logits: np.ndarray, labels: np.ndarray, output: str) -
 
 
 def predict_logits(
-    model: SplitModel, split: Any, batch_size: int = 64
+    model: Explainable, split: Any, batch_size: int = 64
 ) -> tuple[np.ndarray, np.ndarray]:
     """Logits S (N, classes) and labels (N,) of every example of a split, in data order."""
     logits, labels = [], []
@@ -286,7 +270,7 @@ def predict_logits(
     return np.concatenate(logits), np.concatenate(labels)
 
 
-def validate(model: SplitModel, split: Any, batch_size: int = 64) -> dict:
+def validate(model: Explainable, split: Any, batch_size: int = 64) -> dict:
     """:func:`classification_report` of ``model`` on a split."""
     logits, labels = predict_logits(model, split, batch_size)
     return classification_report(logits, labels, model.output)
@@ -381,17 +365,8 @@ def fit(
         raise ValueError(f"max_steps must be an integer >= 1, got {max_steps!r}")
     labels = np.asarray(train_split.labels)
     for name, split in (("training", train_split), ("validation", val_split)):
-        if split is None:
-            continue
-        split_labels = np.asarray(split.labels)
-        if (
-            len(split_labels)
-            and not 0 <= split_labels.min() <= split_labels.max() < model.num_classes
-        ):
-            raise ValueError(
-                f"the {name} labels run from {split_labels.min()} to {split_labels.max()}; "
-                f"a model with {model.num_classes} classes needs 0..{model.num_classes - 1}"
-            )
+        if split is not None:
+            check_split_labels(split, model.num_classes, name)
     steps_per_epoch = len(train_split) // config.batch_size
     if steps_per_epoch == 0:
         raise ValueError(
@@ -428,6 +403,7 @@ def fit(
     # The epoch's loss sum stays on the device (no host sync per step).
     step, history, loss_sum, resumed_from = 0, [], jnp.float32(0.0), None
     if resuming:
+        assert store is not None and run_dir is not None  # resuming needs the run folder
         state, saved = store.restore({"model": variables, "optimizer": opt_state})
         variables, opt_state = state["model"], state["optimizer"]
         step, history = saved["step"], saved["history"]
@@ -439,7 +415,7 @@ def fit(
     start_time = time.perf_counter()
 
     def save(kind: str, metrics: dict[str, Any] | None = None) -> None:
-        if store is None:
+        if store is None or run_dir is None:  # (store exists exactly when run_dir is given)
             return
         state = {"model": variables, "optimizer": opt_state}
         saved = {"step": step, "history": history, "loss_sum": float(loss_sum)}
@@ -449,7 +425,7 @@ def fit(
             score = metrics[kind]
             if store.save_best(step, state, saved, score):
                 log(f"  best so far (validation {kind} {score:.4f}): saved")
-        Path(run_dir, HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
+        write_history(run_dir, history)
 
     try:
         while step < stop:
@@ -490,21 +466,12 @@ def fit(
                 metrics = validate(bind(model, variables), val_split, config.batch_size)
                 entry |= {"val_accuracy": metrics["accuracy"], "val_auc": metrics["auc"]}
             history.append(entry)
-            log(_epoch_line(entry, config.epochs, time.perf_counter() - start_time))
+            log(history_line(entry, config.epochs, time.perf_counter() - start_time))
             save("epoch", metrics)
     finally:
         if store is not None:
             store.close()
     return FitResult(bind(model, variables), step, total_steps, history, resumed_from)
-
-
-def _epoch_line(entry: dict[str, Any], epochs: int, seconds: float) -> str:
-    line = f"epoch {entry['epoch']}/{epochs}  loss {entry['loss']:.4f}"
-    if "val_accuracy" in entry:
-        line += f"  val accuracy {entry['val_accuracy']:.3f}"
-        auc = entry["val_auc"]
-        line += f"  val AUC {auc:.3f}" if auc is not None else "  val AUC n/a"
-    return f"{line}  ({seconds:.0f} s)"
 
 
 def _progress_bar(enabled: bool, label: str, done: int, total: int) -> Any:

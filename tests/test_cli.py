@@ -14,8 +14,10 @@ import pytest
 from conftest import load_script
 from PIL import Image
 
-from jaxcam.checkpoints import load_trained_model
-from jaxcam.cli import build_parser, main, markdown_table
+from jaxcam.cli import build_parser, main
+from jaxcam.evaluation import MethodResult, format_table, markdown_table
+from jaxcam.metrics import summarise_drop
+from jaxcam.runs import load_trained_model
 
 SIZE = 16
 COUNTS = {"train": (8, 8), "val": (3, 3), "test": (4, 4)}  # (NORMAL, PNEUMONIA)
@@ -215,9 +217,30 @@ def test_every_command_says_what_it_writes(capsys):
             assert word in text, (command, word)
 
 
-def test_markdown_table_keeps_cells_and_notes():
-    text = "method | AD\n-------+---\nCAM    | 0.1^\n^ note"
-    assert markdown_table(text) == "| method | AD |\n|---|---|\n| CAM | 0.1^ |\n\n^ note"
+def test_markdown_table_has_the_cells_and_notes_of_the_text_table():
+    raised = summarise_drop([1.0, 1.0], [2.0, 0.5], [0, 0], [0, 0])  # O > Y on 1 of 2
+    fell = summarise_drop([1.0, 1.0], [0.5, 0.5], [1, 0], [0, 0])
+    row = MethodResult(
+        metrics={"average_drop": fell, "black_average_drop": raised},
+        curves={"black_average_drop": {0.5: raised}},
+        curve_areas={"black_average_drop": None},
+        tie_decided=0.25,
+        empty_maps=0,
+    )
+    text = format_table({"CAM": row}).splitlines()
+    markdown = markdown_table({"CAM": row}).splitlines()
+    cells = lambda line: [c.strip() for c in line.strip("|").split("|")]
+    assert cells(markdown[0]) == cells(text[0].replace(" | ", "|"))
+    assert markdown[1] == "|" + "---|" * len(cells(markdown[0]))
+    # AD: drops 0.5, 0.5 -> 0.5000; Incorrect 1 of 2; BAD: drops 0, 0.5 -> 0.25, not raised
+    # (one of two is not "most"), mean change (1 - 0.5)/2 = 0.25, median O/Y the lower of
+    # 2 and 0.5 at its histogram bin's centre, 2^((480 + 0.5)/32 - 16) = 0.505; ties 25.0 %;
+    # no curve mean with one alpha.
+    assert cells(markdown[2]) == [
+        "CAM", "0.5000", "0.2500", "50.0", "0.0", "50.0", "0.250", "0.505", "25.0", "n/a", "0",
+        "0/0",
+    ]  # fmt: skip
+    assert len(markdown) == 3
 
 
 def test_installing_jaxcam_pulls_no_tensorflow():

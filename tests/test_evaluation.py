@@ -16,15 +16,14 @@ import pytest
 from conftest import ToyBackbone, toy_model
 
 import jaxcam
+from jaxcam.batching import fixed_size_batches, in_batches
 from jaxcam.evaluation import (
     Engine,
     ReferenceMap,
     StepConfig,
     evaluate,
     evaluation_record,
-    fixed_size_batches,
     format_table,
-    in_batches,
 )
 from jaxcam.metrics import average_drop, black_average_drop, masked_scores, summarise_drop
 
@@ -313,3 +312,33 @@ def test_many_classes_pool_the_ratio_histogram_but_keep_per_class_rows():
     assert row.num_images == 1 and row.median_ratio is None  # pooled histogram
     assert evaluation.by_class[1]["CAM"].black_average_drop.num_images == 0
     assert isinstance(evaluation_record(evaluation)["by_class"], str)
+
+
+def test_restrict_to_counts_only_the_selected_images_with_their_own_tie_order():
+    model = toy_model()
+    keep = np.array([1, 0, 1, 1, 0, 0, 1, 1, 0, 1, 1], bool)
+    kwargs = dict(grid=GRID, ties="random", tie_seed=3)
+    restricted = evaluate(
+        model,
+        {"image": IMAGES, "label": LABELS, "keep": keep},
+        METHODS,
+        restrict_to="keep",
+        **kwargs,
+    )
+    assert sum(restricted.class_counts.values()) == int(keep.sum())
+    # The kept images keep their data set index (their tie order): the per-batch functions
+    # with those indices give the same rows; the alpha search saw only the kept images.
+    for name, (method, options) in METHODS.items():
+        maps, classes = jaxcam.saliency_maps(model, IMAGES[keep], None, method, **options)
+        scores = masked_scores(
+            model, IMAGES[keep], np.asarray(maps), np.asarray(classes), restricted.alpha,
+            ties="random", tie_seed=3, indices=np.flatnonzero(keep),
+        )  # fmt: skip
+        assert_summary_close(
+            restricted.results[name].average_drop, average_drop(scores, LABELS[keep])
+        )
+        assert_summary_close(
+            restricted.results[name].black_average_drop, black_average_drop(scores, LABELS[keep])
+        )
+    with pytest.raises(ValueError, match="missing \\['keep'\\]"):
+        evaluate(model, (IMAGES, LABELS), METHODS, restrict_to="keep", **kwargs)

@@ -21,8 +21,9 @@ def table_rows(lines: list[str], names) -> dict[str, list[str]]:
 
 def test_phantom_experiment_tables_match_json_and_write_figures(tmp_path, capsys):
     phantom = load("phantom")
-    args = ["--out", str(tmp_path / "out"), "--data-dir", str(tmp_path / "tfds")]
-    results = phantom.main([*args, "--epochs", "1", "--split-sizes", "64,16,24"])
+    settings = [f"out={tmp_path / 'out'}", f"data.data_dir={tmp_path / 'tfds'}"]
+    settings += ["train.epochs=1", "data.split_sizes=64,16,24"]
+    results = phantom.main([word for s in settings for word in ("--set", s)])
     printed = capsys.readouterr().out
     saved = json.loads((tmp_path / "out" / "results.json").read_text())
     assert (tmp_path / "out" / "figure1.png").stat().st_size > 1000
@@ -68,4 +69,4 @@ def test_phantom_experiment_tables_match_json_and_write_figures(tmp_path, capsys
 def test_phantom_experiment_rejects_bad_alpha(tmp_path):
     phantom = load("phantom")
     with pytest.raises(ValueError, match="alpha"):
-        phantom.main(["--alpha", "1.5", "--out", str(tmp_path / "o"), "--data-dir", str(tmp_path)])
+        phantom.main(["--set", "evaluation.alpha=1.5", "--set", f"out={tmp_path / 'o'}"])

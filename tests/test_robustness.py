@@ -209,7 +209,7 @@ def test_nan_and_inf_scores_are_counted_apart_from_zero_scores():
     all_nan = summarise_drop([np.nan, np.nan], [1.0, 1.0], [0, 1], [0, 0])
     assert all_nan.value is None and all_nan.mean_change is None
     assert all_nan.incorrect == 0.5 and all_nan.num_nonfinite == 2
-    row = MethodResult(summary, all_nan, {0.5: all_nan}, None, None, 0)
+    row = drop_row(summary, all_nan, {0.5: all_nan})
     table = format_table({"M": row})
     assert "non-finite AD/BAD" in table and "3/2" in table
     assert "nan" not in table.lower().replace("non-finite", "")
@@ -268,7 +268,7 @@ def test_summaries_over_no_images_are_none_without_warnings():
             for field in ("value", "incorrect", "increase_in_confidence", "mean_change"):
                 assert getattr(summary, field) is None, field
             assert summary.median_ratio is None and not summary.mostly_increased
-        table = format_table({"M": MethodResult(summary, summary, {}, None, None, 0)})
+        table = format_table({"M": drop_row(summary, summary, {})})
         # An empty batch goes through masked_scores and the metrics the same way.
         model = mean_pixel_model([1.0, -1.0], [0.0, 0.25])
         empty = masked_scores(
@@ -459,3 +459,14 @@ def test_every_dot_of_a_map_is_at_highest_precision(method, options):
         traced = jax.make_jaxpr(lambda x: method(model, x, 1, **options))(a)
     found = dot_precisions(traced)
     assert found and all(p == HIGHEST for p in found)
+
+
+def drop_row(ad, bad, curve) -> MethodResult:
+    """A table row of AD and BAD summaries (BAD's curve given, no curve mean)."""
+    return MethodResult(
+        metrics={"average_drop": ad, "black_average_drop": bad},
+        curves={"black_average_drop": curve},
+        curve_areas={"black_average_drop": None},
+        tie_decided=None,
+        empty_maps=0,
+    )

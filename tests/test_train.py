@@ -8,8 +8,9 @@ import jax.numpy as jnp
 import numpy as np
 import pytest
 
-from jaxcam.checkpoints import CheckpointStore, ModelSpec, load_trained_model, open_run
-from jaxcam.data import ArraySplit
+from jaxcam.checkpoints import CheckpointStore
+from jaxcam.data import ArraySplit, check_split_labels
+from jaxcam.runs import ModelSpec, history_line, load_trained_model, open_run
 from jaxcam.train import (
     TrainConfig,
     class_weights_for,
@@ -65,6 +66,25 @@ def test_weighted_loss_is_the_weighted_mean_of_per_example_losses():
     expected = np.mean([3.0 * per_example[0], 0.5 * per_example[1], 0.5 * per_example[2]])
     got = classification_loss(logits, labels, "softmax", weights)
     assert float(got) == pytest.approx(expected, rel=1e-6)
+
+
+def test_history_line_reports_each_entry():
+    entry = {"epoch": 2, "step": 8, "loss": 0.123456}
+    assert history_line(entry, 6, 12.6) == "epoch 2/6  loss 0.1235  (13 s)"
+    entry |= {"val_accuracy": 0.75, "val_auc": None}
+    assert (
+        history_line(entry, 6, 3.0)
+        == "epoch 2/6  loss 0.1235  val accuracy 0.750  val AUC n/a  (3 s)"
+    )
+    entry["val_auc"] = 0.8125
+    assert history_line(entry, 6, 3.0).endswith("val accuracy 0.750  val AUC 0.812  (3 s)")
+
+
+def test_check_split_labels_names_the_split_and_the_range():
+    check_split_labels(ArraySplit(np.zeros((2, 1, 1, 1)), [0, 1]), 2)
+    check_split_labels(ArraySplit(np.zeros((0, 1, 1, 1)), np.zeros(0)), 2)  # empty: fine
+    with pytest.raises(ValueError, match="the validation labels run from 1 to 3; .* needs 0..2"):
+        check_split_labels(ArraySplit(np.zeros((2, 1, 1, 1)), [3, 1]), 3, "validation")
 
 
 def test_train_config_rejects_bad_values():

@@ -1,15 +1,16 @@
-"""Data: the synthetic phantom chest X-ray set, its TFDS builder and loaders; real image folders."""
+"""Data: the synthetic phantom chest X-ray set, its TFDS builder and loaders; real image folders.
 
-from jaxcam.data.folders import (
-    ImageSplit,
-    class_counts,
-    load_chest_xray,
-    load_image_folder,
-    load_tfds,
-    read_image,
-    split_batches,
-    split_names,
-)
+Importing this package does not import ``tensorflow_datasets``: the phantom generator
+(:mod:`jaxcam.data.phantom`) and the in-memory splits and batching
+(:mod:`jaxcam.data.splits`) are imported at once; the names of the TFDS-backed modules
+(:mod:`~jaxcam.data.folders`, :mod:`~jaxcam.data.sources`,
+:mod:`~jaxcam.data.tfds_phantom`) are imported on first access (module ``__getattr__``).
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
 from jaxcam.data.phantom import (
     CLASS_NAMES,
     MARKER_SIZE_RANGE,
@@ -31,34 +32,88 @@ from jaxcam.data.phantom import (
     phantom_split,
     split_seed,
 )
-from jaxcam.data.sources import (
-    DATA_KINDS,
-    ArraySplit,
-    DataSpec,
-    Subset,
-    load_data_split,
-    one_image_per_random_class,
-    parse_data_spec,
+from jaxcam.data.splits import ArraySplit, RandomAccessSplit, check_split_labels, split_batches
+
+#: The names that need ``tensorflow_datasets``, by the submodule that defines them.
+_FOLDERS_NAMES = frozenset(
+    {
+        "ImageSplit",
+        "class_counts",
+        "load_chest_xray",
+        "load_image_folder",
+        "load_tfds",
+        "read_image",
+        "split_names",
+    }
 )
-from jaxcam.data.tfds_phantom import (
-    DATASET_NAME,
-    PhantomChestXray,
-    PhantomConfig,
-    batches,
-    build_phantom,
-    load_phantom,
-    load_phantom_splits,
-    phantom_config,
+_SOURCES_NAMES = frozenset(
+    {
+        "DataSource",
+        "DataSpec",
+        "Subset",
+        "data_source_names",
+        "data_source_usage",
+        "load_data_split",
+        "one_image_per_random_class",
+        "parse_data_spec",
+        "register_data_source",
+    }
+)
+_TFDS_PHANTOM_NAMES = frozenset(
+    {
+        "DATASET_NAME",
+        "PhantomChestXray",
+        "PhantomConfig",
+        "batches",
+        "build_phantom",
+        "load_phantom",
+        "load_phantom_splits",
+        "phantom_config",
+    }
 )
 
+
+def __getattr__(name: str) -> Any:
+    """Import a TFDS-backed name on first access and keep it here.
+
+    The imports are plain import statements (not ``importlib``) so that the import-graph
+    test (tests/test_imports.py) sees these edges too.
+    """
+    if name in _FOLDERS_NAMES:
+        import jaxcam.data.folders as folders
+
+        value = getattr(folders, name)
+    elif name in _SOURCES_NAMES:
+        import jaxcam.data.sources as sources
+
+        value = getattr(sources, name)
+    elif name in _TFDS_PHANTOM_NAMES:
+        import jaxcam.data.tfds_phantom as tfds_phantom
+
+        value = getattr(tfds_phantom, name)
+    else:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    globals()[name] = value
+    return value
+
+
+def __dir__() -> list[str]:
+    return sorted(set(globals()) | _FOLDERS_NAMES | _SOURCES_NAMES | _TFDS_PHANTOM_NAMES)
+
+
 __all__ = [
-    "DATA_KINDS",
+    "DataSource",
     "ArraySplit",
     "DataSpec",
+    "RandomAccessSplit",
     "Subset",
+    "check_split_labels",
     "load_data_split",
     "one_image_per_random_class",
     "parse_data_spec",
+    "register_data_source",
+    "data_source_usage",
+    "data_source_names",
     "ImageSplit",
     "class_counts",
     "load_chest_xray",

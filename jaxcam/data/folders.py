@@ -48,16 +48,14 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import io
-import math
 import operator
 import os
 import re
 import warnings
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, Protocol
+from typing import Any
 
-import grain
 import numpy as np
 import tensorflow_datasets as tfds
 from etils import epath
@@ -305,7 +303,7 @@ def _scan(
     files: dict[str, tuple[tuple[str, int], ...]] = {}
     for split in found:
         prefix = f"{split}/" if nested else ""
-        entries = []
+        entries: list[tuple[str, int]] = []
         for label, name in enumerate(names):
             folder = root / prefix / name
             images = _image_files(folder)
@@ -529,7 +527,7 @@ class ImageSplit:
             image = _decode_array(image, self.image_size, self.channels)
         return image.astype(np.float32) / np.float32(255.0)
 
-    def __getitem__(self, index: int) -> dict[str, np.ndarray]:
+    def __getitem__(self, index: int) -> dict[str, np.ndarray | np.int32]:
         i = self._index(index)
         record = self.records[i]
         return {
@@ -699,55 +697,3 @@ def load_tfds(
         label_key=label_key,
         convert=True,
     )
-
-
-# --- batching ------------------------------------------------------------------------
-
-
-class RandomAccessSplit(Protocol):
-    """What :func:`split_batches` reads: ``len(split)`` and ``split[i] -> dict of arrays``."""
-
-    def __len__(self) -> int: ...
-
-    def __getitem__(self, index: int) -> dict[str, Any]: ...
-
-
-def split_batches(
-    split: ImageSplit | RandomAccessSplit,
-    batch_size: int,
-    *,
-    seed: int | None = None,
-    drop_remainder: bool = False,
-    start_batch: int = 0,
-    num_threads: int = 8,
-) -> Iterator[dict[str, np.ndarray]]:
-    """Numpy batches of a split, built with grain: {"image" float32 (B, S, S, C),
-    "label" int32 (B,), "index" int32 (B,)} (plus any other keys the split gives).
-
-    ``seed`` None keeps data order, else a seeded permutation (batch k is the same for
-    the same seed and split; use a new seed per epoch).  ``start_batch`` skips the
-    first batches without decoding them (to resume mid-epoch).  ``num_threads``
-    examples are decoded in parallel (0: in the calling thread).
-    """
-    batch_size = _check_int("batch_size", batch_size, 1)
-    start_batch = _check_int("start_batch", start_batch, 0)
-    num_threads = _check_int("num_threads", num_threads, 0)
-    if seed is not None:
-        seed = _check_int("seed", seed, 0)
-        if seed >= 2**32:
-            raise ValueError(f"seed must be in [0, 2**32), got {seed}")
-    n = len(split)
-    num_batches = n // batch_size if drop_remainder else math.ceil(n / batch_size)
-    if start_batch > num_batches:
-        raise ValueError(
-            f"start_batch {start_batch} is past the {num_batches} batches of the split"
-        )
-    dataset = grain.MapDataset.source(split)
-    if seed is not None:
-        dataset = dataset.shuffle(seed=seed)
-    dataset = dataset[start_batch * batch_size : min(num_batches * batch_size, n)]
-    options = grain.ReadOptions(
-        num_threads=num_threads, prefetch_buffer_size=max(2 * batch_size, num_threads)
-    )
-    batched = dataset.to_iter_dataset(options).batch(batch_size, drop_remainder=drop_remainder)
-    return iter(batched)

@@ -1,6 +1,7 @@
-"""One way to name a data set: ``phantom``, ``chest_xray:DIR``, ``folder:DIR`` or ``tfds:NAME``.
+"""Data sources by name: ``phantom``, ``chest_xray:DIR``, ``folder:DIR``, ``tfds:NAME``, ...
 
-The command line and the experiments take a data set as one string:
+The command line and the experiments take a data set as one string ``PREFIX[:LOCATION]``;
+the prefix names a registered source (:func:`register_data_source`):
 
 ``phantom``
     the embedded synthetic chest X-rays (``jaxcam.data.phantom``; built on first use).
@@ -15,27 +16,88 @@ The command line and the experiments take a data set as one string:
 
 :func:`load_data_split` returns a random-access split (``len``, ``split[i] ->
 {"image", "label", "index"}``, ``labels``, ``class_names``) with images resized to
-the model's input size and converted to its channels.
+the model's input size and converted to its channels. A new source is one loader
+function and one :func:`register_data_source` call.
 """
 
 from __future__ import annotations
 
 import dataclasses
 import os
+from collections.abc import Callable
 from typing import Any
 
 import numpy as np
 
 from jaxcam.data.folders import load_chest_xray, load_image_folder, load_tfds
 from jaxcam.data.phantom import CLASS_NAMES, SPLITS
+from jaxcam.data.splits import ArraySplit
 from jaxcam.data.tfds_phantom import load_phantom
 
-DATA_KINDS = ("phantom", "chest_xray", "folder", "tfds")
+#: ``loader(location, split, *, data_dir, image_size, channels, skip_corrupt) -> split``.
+DataLoader = Callable[..., Any]
+
+
+@dataclasses.dataclass(frozen=True)
+class DataSource:
+    """A registered data source.
+
+    Attributes:
+      prefix: the name before the colon (``folder``).
+      loader: ``loader(location, split, *, data_dir, image_size, channels, skip_corrupt)``
+        returning a random-access split.
+      location: what follows the colon, for help texts (``DIR``, ``NAME``), or ``None``
+        for a source that takes no location.
+      is_path: the location is a path (made absolute when parsed).
+      description: one line for help texts.
+    """
+
+    prefix: str
+    loader: DataLoader
+    location: str | None = "DIR"
+    is_path: bool = True
+    description: str = ""
+
+    def usage(self) -> str:
+        return self.prefix if self.location is None else f"{self.prefix}:{self.location}"
+
+
+_SOURCES: dict[str, DataSource] = {}
+
+
+def register_data_source(
+    prefix: str,
+    loader: DataLoader,
+    *,
+    location: str | None = "DIR",
+    is_path: bool = True,
+    description: str = "",
+) -> DataSource:
+    """Register ``loader`` for data sets named ``PREFIX:LOCATION`` (or ``PREFIX`` alone
+    when ``location`` is None). ValueError for a taken or malformed prefix."""
+    if not isinstance(prefix, str) or not prefix.isidentifier():
+        raise ValueError(f"a data source prefix must be an identifier, got {prefix!r}")
+    if prefix in _SOURCES:
+        raise ValueError(f"data source {prefix!r} is already registered")
+    if not callable(loader):
+        raise TypeError(f"the loader of data source {prefix!r} must be callable")
+    source = DataSource(prefix, loader, location, is_path and location is not None, description)
+    _SOURCES[prefix] = source
+    return source
+
+
+def data_source_names() -> tuple[str, ...]:
+    return tuple(_SOURCES)
+
+
+def data_source_usage() -> str:
+    """``phantom | chest_xray:DIR | folder:DIR | tfds:NAME | ...`` (help texts)."""
+    return " | ".join(source.usage() for source in _SOURCES.values())
 
 
 @dataclasses.dataclass(frozen=True)
 class DataSpec:
-    """A parsed data set name: ``kind`` (one of ``DATA_KINDS``) and its ``location``."""
+    """A parsed data set name: ``kind`` (a registered prefix) and its ``location``."""
 
     kind: str
     location: str | None = None
@@ -45,62 +107,20 @@ class DataSpec:
 
 
 def parse_data_spec(text: str) -> DataSpec:
-    """``"phantom"``, ``"chest_xray:DIR"``, ``"folder:DIR"`` or ``"tfds:NAME"`` -> DataSpec."""
+    """``"phantom"``, ``"chest_xray:DIR"``, ``"folder:DIR"``, ``"tfds:NAME"`` -> DataSpec."""
     kind, sep, location = str(text).partition(":")
-    if kind not in DATA_KINDS:
-        raise ValueError(
-            f"unknown data set {text!r}: use phantom, chest_xray:DIR, folder:DIR or tfds:NAME"
-        )
-    if kind == "phantom":
+    if kind not in _SOURCES:
+        raise ValueError(f"unknown data set {text!r}: use {data_source_usage()}")
+    source = _SOURCES[kind]
+    if source.location is None:
         if sep:
-            raise ValueError(f"'phantom' takes no location, got {text!r}")
-        return DataSpec("phantom")
+            raise ValueError(f"{kind!r} takes no location, got {text!r}")
+        return DataSpec(kind)
     if not location:
-        raise ValueError(
-            f"data set {text!r} needs a location: {kind}:{'NAME' if kind == 'tfds' else 'DIR'}"
-        )
-    if kind != "tfds":
+        raise ValueError(f"data set {text!r} needs a location: {source.usage()}")
+    if source.is_path:
         location = os.path.abspath(os.path.expanduser(location))
     return DataSpec(kind, location)
-
-
-class ArraySplit:
-    """In-memory arrays as a random-access split, like :class:`jaxcam.data.ImageSplit`:
-    ``split[i] -> {"image", "label", "index"}`` plus any extra per-image arrays
-    (e.g. ``mask``) given as keywords."""
-
-    def __init__(
-        self,
-        images: np.ndarray,
-        labels: np.ndarray,
-        class_names: tuple[str, ...] = (),
-        name: str = "",
-        **extra: np.ndarray | None,
-    ):
-        self.images = np.asarray(images)
-        self.labels = np.asarray(labels, np.int32)
-        if self.images.ndim != 4:
-            raise ValueError(f"images must be (N, H, W, C), got shape {self.images.shape}")
-        if self.labels.shape != (len(self.images),):
-            raise ValueError(
-                f"labels must have shape ({len(self.images)},) to match the images, "
-                f"got {self.labels.shape}"
-            )
-        self.class_names = tuple(class_names)
-        self.name = name
-        self.image_size = int(self.images.shape[1])
-        self.channels = int(self.images.shape[-1])
-        self.extra = {k: np.asarray(v) for k, v in extra.items() if v is not None}
-        for key, value in self.extra.items():
-            if len(value) != len(self.labels):
-                raise ValueError(f"{key!r} has {len(value)} rows, the images {len(self.labels)}")
-
-    def __len__(self) -> int:
-        return len(self.labels)
-
-    def __getitem__(self, index: int) -> dict[str, Any]:
-        item = {"image": self.images[index], "label": self.labels[index], "index": np.int32(index)}
-        return item | {k: v[index] for k, v in self.extra.items()}
 
 
 def load_data_split(
@@ -122,23 +142,74 @@ def load_data_split(
         spec = parse_data_spec(spec)
     if channels not in (1, 3):
         raise ValueError(f"channels must be 1 (grayscale) or 3 (RGB), got {channels!r}")
-    if spec.kind == "phantom":
-        if split not in SPLITS:
-            raise ValueError(f"unknown split {split!r} of phantom; known splits: {list(SPLITS)}")
-        arrays = load_phantom(split, data_dir, image_size=image_size)
-        images = arrays.images if channels == 1 else np.repeat(arrays.images, 3, axis=-1)
-        return ArraySplit(
-            images, arrays.labels, CLASS_NAMES, name=f"phantom/{split}", mask=arrays.masks
+    return _SOURCES[spec.kind].loader(
+        spec.location,
+        split,
+        data_dir=data_dir,
+        image_size=image_size,
+        channels=channels,
+        skip_corrupt=skip_corrupt,
+    )
+
+
+def _load_phantom(
+    location: None, split: str, *, data_dir: Any, image_size: int, channels: int, **_: Any
+) -> ArraySplit:
+    if split not in SPLITS:
+        raise ValueError(f"unknown split {split!r} of phantom; known splits: {list(SPLITS)}")
+    arrays = load_phantom(split, data_dir, image_size=image_size)
+    images, twins = arrays.images, arrays.twins
+    if channels == 3:
+        images, twins = np.repeat(images, 3, axis=-1), np.repeat(twins, 3, axis=-1)
+    # Items carry "mask" and "twin" (the image without its lesions, jaxcam.reliance).
+    return ArraySplit(
+        images,
+        arrays.labels,
+        CLASS_NAMES,
+        name=f"phantom/{split}",
+        mask=arrays.masks,
+        twin=twins,
+    )
+
+
+def _load_folder(kind_loader: Callable[..., Any]) -> DataLoader:
+    def load(
+        location: str, split: str, *, data_dir: Any, image_size: int, channels: int,
+        skip_corrupt: bool = False,
+    ) -> Any:  # fmt: skip
+        return kind_loader(
+            location, split, data_dir, image_size, channels, skip_corrupt=skip_corrupt
         )
-    if spec.kind == "chest_xray":
-        return load_chest_xray(
-            spec.location, split, data_dir, image_size, channels, skip_corrupt=skip_corrupt
-        )
-    if spec.kind == "folder":
-        return load_image_folder(
-            spec.location, split, data_dir, image_size, channels, skip_corrupt=skip_corrupt
-        )
-    return load_tfds(spec.location, split, data_dir, image_size, channels)
+
+    return load
+
+
+def _load_tfds(
+    location: str, split: str, *, data_dir: Any, image_size: int, channels: int, **_: Any
+) -> Any:
+    return load_tfds(location, split, data_dir, image_size, channels)
+
+
+register_data_source(
+    "phantom", _load_phantom, location=None, description="the embedded phantom chest X-rays"
+)
+register_data_source(
+    "chest_xray",
+    _load_folder(load_chest_xray),
+    description="Kaggle layout DIR/{train,val,test}/{NORMAL,PNEUMONIA}/*",
+)
+register_data_source(
+    "folder",
+    _load_folder(load_image_folder),
+    description="class-per-folder DIR/<split>/<class>/* or DIR/<class>/*",
+)
+register_data_source(
+    "tfds",
+    _load_tfds,
+    location="NAME",
+    is_path=False,
+    description="a TFDS set prepared as array_record under the data folder",
+)
 
 
 class Subset:

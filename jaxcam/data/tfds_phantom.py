@@ -1,20 +1,29 @@
 """TFDS builder for the phantom chest X-rays, and loading / batching helpers.
 
-``PhantomChestXray`` ("phantom_chest_xray", version 1.0.0) stores the splits of
+``PhantomChestXray`` ("phantom_chest_xray", version 1.1.0) stores the splits of
 ``phantom.phantom_split`` as array_record files, so they can be read back with
 ``tfds.data_source`` without TensorFlow.  Its ``PhantomConfig`` carries the seed,
 the image size, optional split sizes, the phantom variant and the confounder; the
 config name keys the cache directory
-``<data_dir>/phantom_chest_xray/<config name>/1.0.0``: ``seed0_size128`` for v1
+``<data_dir>/phantom_chest_xray/<config name>/1.1.0``: ``seed0_size128`` for v1
 (unchanged since v1 was the only variant), ``seed0_size128_v2`` and
 ``seed0_size128_v2_conf0.90`` for v2, with ``_n<train>-<val>-<test>`` appended for
 non-default split sizes.
 
 Features: ``image`` uint8 (S, S, 1) = round(255 * pixel), PNG-encoded with PIL;
 ``mask`` uint8 (S, S, 1) with values 0/1, PNG-encoded; ``label``
-ClassLabel(NORMAL, PNEUMONIA); v2 configs add ``marker`` uint8 (S, S, 1), 0/1,
-PNG-encoded (the confounder marker pixels).  Examples are stored unshuffled, in
-generation order, so record i of a split is image i of ``phantom_split``.
+ClassLabel(NORMAL, PNEUMONIA); ``twin`` uint8 (S, S, 1), the lesion-free twin quantised
+like ``image``; ``support`` uint8 (S, S, 1), 0/1, the lesion support; ``lesion_ids``
+uint8 (S, S, 1), the per-lesion label map (0 = none, i = lesion i); v2 configs add
+``marker`` uint8 (S, S, 1), 0/1, PNG-encoded (the confounder marker pixels).  All are
+PNG-encoded.  Examples are stored unshuffled, in generation order, so record i of a
+split is image i of ``phantom_split``.
+
+The twins are stored rather than rendered again on loading: a grain or TFDS reader gets
+them with the images, record by record, and re-rendering a twin costs as much as
+rendering the whole image.  Version 1.1.0 added ``twin``, ``support`` and ``lesion_ids``
+(the images are unchanged); sets prepared as 1.0.0 live in their own folder and are not
+read.
 
 Building is local and offline: nothing is downloaded, GCS look-ups are off
 (``try_gcs=False`` and ``DownloadConfig(try_download_gcs=False)``), and images
@@ -133,6 +142,11 @@ def phantom_config(
     )
 
 
+def _quantise(pixels: np.ndarray) -> np.ndarray:
+    """How images and twins are stored: uint8 round(255 * pixel) of pixels in [0, 1]."""
+    return np.round(np.asarray(pixels) * 255.0).astype(np.uint8)
+
+
 def _png(array_2d: np.ndarray) -> bytes:
     """PNG bytes of a uint8 (S, S) array (PIL, so that TensorFlow is not needed)."""
     buffer = io.BytesIO()
@@ -145,8 +159,11 @@ def _png(array_2d: np.ndarray) -> bytes:
 class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
     """Synthetic phantom chest X-rays (NORMAL / PNEUMONIA) with lesion masks."""
 
-    VERSION = tfds.core.Version("1.0.0")
-    RELEASE_NOTES = {"1.0.0": "Initial release."}
+    VERSION = tfds.core.Version("1.1.0")
+    RELEASE_NOTES = {
+        "1.1.0": "Adds twin (the image without its lesions), support and lesion_ids.",
+        "1.0.0": "Initial release.",
+    }
     BUILDER_CONFIGS = [phantom_config()]
     # tfds 4.9.10 derives ``code_path`` through the ``importlib_resources``
     # package, which it does not declare as a dependency (tensorflow/datasets
@@ -161,11 +178,15 @@ class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
             "image": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
             "mask": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
             "label": tfds.features.ClassLabel(names=list(CLASS_NAMES)),
+            "twin": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
+            "support": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
+            "lesion_ids": tfds.features.Image(shape=(size, size, 1), dtype=np.uint8),
         }
         description = (
             "Synthetic, deterministic phantom chest X-rays (see jaxcam.data.phantom): "
             "lungs, heart, ribs, clavicles and noise; PNEUMONIA images add 1-3 opacities "
-            "inside the lungs, whose half-maximum region is the ground-truth mask."
+            "inside the lungs, whose half-maximum region is the ground-truth mask. Each "
+            "image has a lesion-free twin (same anatomy, exposure and noise)."
         )
         if cfg.variant != "v1":
             features["marker"] = tfds.features.Image(shape=(size, size, 1), dtype=np.uint8)
@@ -174,7 +195,8 @@ class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
                 "jaxcam.data.phantom): PNEUMONIA images add 1-5 faint to bright opacities of "
                 "0.05-15 % of the lung field anywhere in the lungs (ground truth: their "
                 "half-maximum region); an optional letter marker outside the lungs is a "
-                "shortcut that goes with the label in train/val and not in test."
+                "shortcut that goes with the label in train/val and not in test. Each image "
+                "has a lesion-free twin (same anatomy, marker, exposure and noise)."
             )
         return tfds.core.DatasetInfo(
             builder=self,
@@ -201,14 +223,22 @@ class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
             variant=cfg.variant,
             confounder=cfg.confounder,
         )
-        images = np.round(arrays.images[..., 0] * 255.0).astype(np.uint8)
+        # phantom_split fills every field.
+        assert arrays.markers is not None and arrays.twins is not None
+        assert arrays.supports is not None and arrays.lesion_ids is not None
+        images = _quantise(arrays.images[..., 0])
+        twins = _quantise(arrays.twins[..., 0])
         masks = arrays.masks.astype(np.uint8)
+        supports = arrays.supports.astype(np.uint8)
         markers = arrays.markers.astype(np.uint8)
         for i in range(num_images):
             example = {
                 "image": _png(images[i]),
                 "mask": _png(masks[i]),
                 "label": int(arrays.labels[i]),
+                "twin": _png(twins[i]),
+                "support": _png(supports[i]),
+                "lesion_ids": _png(arrays.lesion_ids[i]),
             }
             if cfg.variant != "v1":
                 example["marker"] = _png(markers[i])
@@ -269,8 +299,10 @@ def load_phantom(
     """Read ``split`` of the TFDS phantom data set into memory, building it first if missing.
 
     Returns PhantomArrays: images float32 (N, S, S, 1) = uint8 / 255, masks bool
-    (N, S, S), labels int32 (N,), markers bool (N, S, S) (all False for v1), in
-    generation order.  Read through ``tfds.data_source`` (array_record, no TensorFlow).
+    (N, S, S), labels int32 (N,), markers bool (N, S, S) (all False for v1), twins
+    float32 (N, S, S, 1) = uint8 / 255, supports bool (N, S, S), lesion_ids uint8
+    (N, S, S), in generation order.  Read through ``tfds.data_source`` (array_record, no
+    TensorFlow).
     """
     _check_split(split)
     config = _builder_config(seed, image_size, split_sizes, variant, confounder)
@@ -288,13 +320,16 @@ def load_phantom(
     n = len(source)
     records = source.__getitems__(list(range(n)))
     images = np.stack([r["image"] for r in records]).astype(np.float32) / np.float32(255.0)
+    twins = np.stack([r["twin"] for r in records]).astype(np.float32) / np.float32(255.0)
     masks = np.stack([r["mask"][..., 0] for r in records]).astype(bool)
+    supports = np.stack([r["support"][..., 0] for r in records]).astype(bool)
+    lesion_ids = np.stack([r["lesion_ids"][..., 0] for r in records]).astype(np.uint8)
     labels = np.asarray([r["label"] for r in records], dtype=np.int32)
     if config.variant == "v1":
         markers = np.zeros_like(masks)
     else:
         markers = np.stack([r["marker"][..., 0] for r in records]).astype(bool)
-    return PhantomArrays(images, masks, labels, markers)
+    return PhantomArrays(images, masks, labels, markers, twins, supports, lesion_ids)
 
 
 class _ArraySource:
@@ -311,6 +346,7 @@ class _ArraySource:
         a = self._arrays
         out = {"image": a.images[index], "mask": a.masks[index], "label": a.labels[index]}
         if self._with_markers:
+            assert a.markers is not None  # checked by the loader that sets with_markers
             out["marker"] = a.markers[index]
         return out
 

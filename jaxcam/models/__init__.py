@@ -9,6 +9,7 @@ from jaxcam.models.base import (
 )
 from jaxcam.models.head_only import FeatureMapInput, head_only_model
 from jaxcam.models.inception_resnet_v2 import InceptionResNetV2, inception_resnet_v2
+from jaxcam.models.init import init_variables, variable_shapes
 
 # keras_weights imports Keras lazily, inside its functions: importing it here is free.
 from jaxcam.models.keras_weights import (
@@ -18,6 +19,7 @@ from jaxcam.models.keras_weights import (
     load_keras_inception_resnet_v2,
 )
 from jaxcam.models.layers import LayerModel, layer_names, split_at
+from jaxcam.models.protocol import Explainable, ExplainableDefaults, InputSpec
 from jaxcam.models.registry import create_model, default_input_size, model_names, register_model
 from jaxcam.models.resnet import ResNet, resnet18, resnet50
 from jaxcam.models.small_cnn import SmallCNN
@@ -25,8 +27,11 @@ from jaxcam.models.small_cnn import SmallCNN
 __all__ = [
     "OUTPUT_ACTIVATIONS",
     "CAMClassifier",
+    "Explainable",
+    "ExplainableDefaults",
     "FeatureMapInput",
     "InceptionResNetV2",
+    "InputSpec",
     "KerasImport",
     "LayerModel",
     "ResNet",
@@ -40,6 +45,7 @@ __all__ = [
     "import_keras_inception_resnet_v2",
     "inception_resnet_v2",
     "inception_resnet_v2_from_keras",
+    "init_variables",
     "layer_names",
     "load_keras_inception_resnet_v2",
     "model_names",
@@ -47,4 +53,5 @@ __all__ = [
     "resnet18",
     "resnet50",
     "split_at",
+    "variable_shapes",
 ]

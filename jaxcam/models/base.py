@@ -33,6 +33,7 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxcam.checks import check_backbone_output, check_feature_map, check_image_batch
+from jaxcam.models.pixel_stats import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD
 
 Array = jax.Array
 
@@ -101,8 +102,8 @@ class CAMClassifier(nn.Module):
     output: str = "relu"
     hidden: tuple[int, ...] = ()
     in_channels: int = 1
-    pixel_mean: float = 0.5
-    pixel_std: float = 0.25
+    pixel_mean: float = DEFAULT_PIXEL_MEAN
+    pixel_std: float = DEFAULT_PIXEL_STD
 
     def setup(self) -> None:
         check_output_activation(self.output)
@@ -172,10 +173,10 @@ class SplitModel:
     """A classifier bound to its variables, as per-example pure functions.
 
     ``SplitModel`` is a pytree (the variables are its leaves, the module is static),
-    so jitted steps take it as an argument. Any object with the same methods works
-    with the saliency methods and metrics; :func:`bind` builds one for a
-    :class:`CAMClassifier`. Every method calls the module's own class (a subclass's
-    overrides included).
+    so jitted steps take it as an argument. It implements every member of
+    :class:`jaxcam.models.Explainable`, what the saliency methods and metrics take;
+    :func:`bind` builds one for a :class:`CAMClassifier`. Every method calls the
+    module's own class (a subclass's overrides included).
     """
 
     module: CAMClassifier = struct.field(pytree_node=False)
@@ -209,6 +210,10 @@ class SplitModel:
         if not self.has_linear_pooling:
             return None
         return int(self.first_layer()[0].shape[0])
+
+    def for_image(self, image: Array) -> SplitModel:
+        """The model itself: its logits read A only, never the image (H, W, C)."""
+        return self
 
     def _apply(self, method: str, x: Array) -> Array:
         return self.module.apply(self.variables, x[None], method=method)[0]

@@ -22,8 +22,9 @@ files), each holding ``InceptionResNetV2`` either
 
 ``.keras`` and full ``.h5`` files are read with ``keras.models.load_model``. A
 weights-only file carries no architecture: its HDF5 layout (with or without a top,
-flat or nested base, input channels) is inspected with h5py, checked against
-``num_classes`` / ``output``, and the architecture rebuilt with
+flat or nested base, input channels) is inspected with h5py
+(:mod:`jaxcam.models.keras_files`), checked against ``num_classes`` / ``output``, and
+the architecture rebuilt with
 ``keras.applications.InceptionResNetV2(weights=None, include_top=False)`` [-> GAP ->
 Dense] for Keras to load the weights into.
 
@@ -38,15 +39,19 @@ a top, ``output`` defaults to jaxcam's ``"relu"``.
 
 **Preprocessing.** Keras' ``preprocess_input`` maps uint8 pixels ``u`` to
 ``u / 127.5 - 1``; jaxcam's raw pixels are ``x = u / 255`` in [0, 1], so the model is
-built with ``pixel_mean = pixel_std = 0.5`` (``(x - 0.5) / 0.5 = u / 127.5 - 1``).
+built with ``pixel_mean = KERAS_PIXEL_MEAN = 0.5`` and ``pixel_std = KERAS_PIXEL_STD =
+0.5`` (``(x - 0.5) / 0.5 = u / 127.5 - 1``; :mod:`jaxcam.models.pixel_stats`).
 The number of input channels is read from the first conv kernel.
 
 **Mapping.** Keras names most layers by a global counter (``conv2d_12``,
 ``batch_normalization_12``), and ``model.layers`` is not in creation order, so the
-weights are matched by *structure*: the graph is walked backwards from the layer
-``conv_7b_ac`` through conv_7b, the 10 block8, mixed_7a, 20 block17, mixed_6a, 10
-block35, mixed_5b and the stem down to the input, checking every layer kind, stride,
-padding, residual scale and BatchNorm setting on the way, and each
+weights are matched by *structure*
+(:mod:`jaxcam.models.keras_graph`): the graph is walked backwards from the layer
+``conv_7b_ac`` through the stages of the backbone's structure table
+(:data:`~jaxcam.models.inception_resnet_v2.IRV2_STRUCTURE`: conv_7b, the block8
+blocks, mixed_7a, the block17 blocks, mixed_6a, the block35 blocks, mixed_5b) and the
+stem down to the input, checking every layer kind, filter count, kernel size, stride,
+padding, residual scale and BatchNorm setting on the way against the table, and each
 Conv2D -> BatchNormalization (-> ReLU) found is assigned to the Flax ``ConvBN`` it
 corresponds to (branch ``b``, conv ``c`` of its block). Conv kernels are HWIO in
 both frameworks; a BatchNorm without scale maps ``beta`` -> params ``bn/bias`` and
@@ -62,10 +67,8 @@ jaxcam never needs it. Nothing is written to disk.
 
 from __future__ import annotations
 
-import math
 import os
 import warnings
-import zipfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -83,52 +86,26 @@ from jaxcam.models.base import (
     bind,
     check_output_activation,
 )
-from jaxcam.models.inception_resnet_v2 import InceptionResNetV2
-
-NOT_INCEPTION_RESNET_V2 = "not keras.applications.InceptionResNetV2"
-FEATURE_CHANNELS = 1536
-KERAS_PIXEL_MEAN = 0.5
-KERAS_PIXEL_STD = 0.5
-# Conv2D layers in the Keras model: 203 conv2d_bn + 40 residual "up" convs + conv_7b.
-_NUM_CONV_KERNELS = 244
-_CONV_7B_KERNEL = (1, 1, 2080, 1536)
-# Layers with weights: the 244 Conv2D and the 204 BatchNormalization after conv2d_bn's.
-_NUM_WEIGHTED_LAYERS = 448
-_BN_EPSILON = 1e-3
+from jaxcam.models.inception_resnet_v2 import FEATURE_CHANNELS, Conv, InceptionResNetV2
+from jaxcam.models.keras_files import (
+    check_class_count,
+    import_keras,
+    no_classifier_error,
+    read_keras_file,
+    unrecorded_activation_error,
+)
+from jaxcam.models.keras_graph import (
+    NOT_INCEPTION_RESNET_V2,
+    ConvLayers,
+    contains_layer,
+    final_activation_name,
+    parse_top,
+    walk_keras_model,
+)
+from jaxcam.models.pixel_stats import KERAS_PIXEL_MEAN, KERAS_PIXEL_STD
 
 # Keras activation names -> jaxcam output activations.
 _KERAS_TO_OUTPUT = {"relu": "relu", "softmax": "softmax", "linear": "linear", "exponential": "exp"}
-# Layers that are the identity at inference and may sit between GAP and the Dense.
-_INFERENCE_IDENTITY = ("Dropout", "AlphaDropout", "GaussianDropout", "GaussianNoise")
-_INSTALL_HINT = "pip install 'jaxcam[keras]'"
-
-# One step of a branch, in forward order: a conv2d_bn (strides, padding) or a pooling.
-_Conv = tuple[str, int, str]
-_CONV: _Conv = ("conv", 1, "same")
-_CONV_S2: _Conv = ("conv", 2, "valid")
-_AVG_POOL: _Conv = ("avg_pool", 1, "same")
-_MAX_POOL: _Conv = ("max_pool", 2, "valid")
-
-_STEM: tuple[tuple[str | None, _Conv], ...] = (
-    ("conv_1a", ("conv", 2, "valid")),
-    ("conv_2a", ("conv", 1, "valid")),
-    ("conv_2b", _CONV),
-    (None, _MAX_POOL),
-    ("conv_3b", ("conv", 1, "valid")),
-    ("conv_4a", ("conv", 1, "valid")),
-    (None, _MAX_POOL),
-)
-_MIXED: dict[str, tuple[tuple[_Conv, ...], ...]] = {
-    "mixed_5b": ((_CONV,), (_CONV, _CONV), (_CONV, _CONV, _CONV), (_AVG_POOL, _CONV)),
-    "mixed_6a": ((_CONV_S2,), (_CONV, _CONV, _CONV_S2), (_MAX_POOL,)),
-    "mixed_7a": ((_CONV, _CONV_S2), (_CONV, _CONV_S2), (_CONV, _CONV, _CONV_S2), (_MAX_POOL,)),
-}
-# Residual blocks: (count, residual scale, convs per branch); every conv is 1-strided, same.
-_BLOCKS: dict[str, tuple[int, float, tuple[int, ...]]] = {
-    "block35": (10, 0.17, (1, 2, 3)),
-    "block17": (20, 0.1, (1, 3)),
-    "block8": (10, 0.2, (1, 3)),
-}
 
 
 @dataclass(frozen=True)
@@ -137,7 +114,8 @@ class KerasImport:
 
     Attributes:
       module: the :class:`CAMClassifier` (InceptionResNetV2 backbone, Keras'
-        preprocessing as ``pixel_mean = pixel_std = 0.5``).
+        preprocessing as ``pixel_mean``, ``pixel_std`` = :data:`KERAS_PIXEL_MEAN`,
+        :data:`KERAS_PIXEL_STD`).
       variables: ``{'params': ..., 'batch_stats': ...}`` for ``module``.
       fresh_classifier: True when the Keras model had no top and the classifier was
         initialised from ``seed`` (as ``module.init(jax.random.key(seed), ...)``
@@ -217,10 +195,11 @@ def import_keras_inception_resnet_v2(
     if not file.is_file():
         raise FileNotFoundError(f"Keras file not found: {str(file)!r}")
     _check_options(num_classes, output, seed)
-    keras = _import_keras()
-    model, activation_recorded = _read_keras_file(keras, file, num_classes, output)
+    keras = import_keras()
+    model, activation_recorded = read_keras_file(keras, file, num_classes, output)
     return _convert(
         model,
+        InceptionResNetV2(),
         num_classes=num_classes,
         output=output,
         seed=seed,
@@ -235,15 +214,27 @@ def inception_resnet_v2_from_keras(
     num_classes: int | None = None,
     output: str | None = None,
     seed: int = 0,
+    backbone: InceptionResNetV2 | None = None,
 ) -> KerasImport:
     """Convert an in-memory Keras 3 InceptionResNetV2 model (see
-    :func:`import_keras_inception_resnet_v2` for the accepted tops and arguments)."""
+    :func:`import_keras_inception_resnet_v2` for the accepted tops and arguments).
+
+    ``backbone`` is the jaxcam backbone the Keras model must mirror, layer for layer
+    (default ``InceptionResNetV2()``, i.e. ``keras.applications``'); a variant with
+    other ``repeats``, ``width_scale`` or ``structure`` imports a Keras model built
+    the same way.
+    """
     _check_options(num_classes, output, seed)
-    keras = _import_keras()
+    if backbone is None:
+        backbone = InceptionResNetV2()
+    elif not isinstance(backbone, InceptionResNetV2):
+        raise TypeError(f"backbone must be an InceptionResNetV2, got {type(backbone).__name__}")
+    keras = import_keras()
     if not isinstance(model, keras.Model):
         raise TypeError(f"model must be a keras.Model, got {type(model).__name__}")
     return _convert(
         model,
+        backbone,
         num_classes=num_classes,
         output=output,
         seed=seed,
@@ -267,509 +258,6 @@ def _check_options(num_classes: int | None, output: str | None, seed: int) -> No
         raise TypeError(f"seed must be an int, got {type(seed).__name__}")
 
 
-# ------------------------------------------------------------------- keras and files
-
-
-def _import_keras() -> Any:
-    """Import Keras 3 (JAX backend unless KERAS_BACKEND says otherwise) and h5py."""
-    os.environ.setdefault("KERAS_BACKEND", "jax")
-    try:
-        import h5py  # noqa: F401  (Keras needs it for .h5 files)
-        import keras
-    except ImportError as err:
-        raise ImportError(
-            f"importing Keras weights needs keras>=3 and h5py: {_INSTALL_HINT} ({err})"
-        ) from err
-    if int(keras.__version__.split(".")[0]) < 3:
-        raise ImportError(
-            f"importing Keras weights needs keras>=3, found {keras.__version__}: {_INSTALL_HINT}"
-        )
-    return keras
-
-
-def _custom_objects() -> dict[str, Any]:
-    """Keras' residual-scale layer, which legacy .h5 configs name without its module."""
-    try:
-        from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
-    except ImportError:  # pragma: no cover - a Keras without it cannot build the model
-        return {}
-    return {"CustomScaleLayer": CustomScaleLayer}
-
-
-def _read_keras_file(
-    keras: Any, file: Path, num_classes: int | None, output: str | None
-) -> tuple[Any, bool]:
-    """Load ``file`` as a Keras model; also whether it records the top's activation.
-
-    A weights-only file's top is checked against ``num_classes`` and ``output`` before
-    the architecture is built.
-    """
-    import h5py
-
-    if zipfile.is_zipfile(file):
-        return _load_model(keras, file), True
-    if not h5py.is_hdf5(file):
-        raise ValueError(
-            f"{str(file)!r} is not a Keras file: expected a .keras archive or an HDF5 "
-            ".h5 / .weights.h5 file"
-        )
-    with h5py.File(file, "r") as h5:
-        try:
-            full_model, layout = _inspect_h5(h5, file)
-        except (KeyError, IndexError) as err:
-            raise ValueError(f"{str(file)!r} is a malformed Keras HDF5 file: {err!r}") from err
-    if full_model:
-        return _load_model(keras, file), True
-    assert layout is not None
-    source = str(file)
-    if layout.classes is None and num_classes is None:
-        raise _no_classifier_error(source)
-    if layout.classes is not None:
-        _check_class_count(num_classes, layout.classes, source)
-        if layout.activation is None and output is None:
-            raise _unrecorded_activation_error(source)
-    return _build_and_load_weights(keras, file, layout), layout.activation is not None
-
-
-def _inspect_h5(h5: Any, file: Path) -> tuple[bool, _WeightsLayout | None]:
-    """Whether ``h5`` holds a full model; for a weights-only file, its layout."""
-    if "model_config" in h5.attrs:
-        return True, None
-    if "layer_names" in h5.attrs:
-        return False, _legacy_weights_layout(h5, file)
-    if "layers" in h5:
-        if not file.name.endswith(".weights.h5"):
-            raise ValueError(
-                f"{str(file)!r} is a Keras 3 weights file: Keras only reads it under a name "
-                "ending in .weights.h5; rename it"
-            )
-        return False, _keras3_weights_layout(h5, file)
-    raise ValueError(
-        f"{NOT_INCEPTION_RESNET_V2}: {str(file)!r} is an HDF5 file but neither a Keras "
-        "model nor a Keras weights file"
-    )
-
-
-def _load_model(keras: Any, file: Path) -> Any:
-    try:
-        return keras.models.load_model(file, compile=False, custom_objects=_custom_objects())
-    except Exception as err:
-        raise ValueError(f"could not load the Keras model in {str(file)!r}: {err}") from err
-
-
-@dataclass(frozen=True)
-class _WeightsLayout:
-    """What a weights-only file says about the model that saved it."""
-
-    nested: bool  # the base is one layer of the saved model
-    classes: int | None  # Dense top width; None without a top
-    activation: str | None  # the top's activation when known (Keras' own top: softmax)
-    in_channels: int
-
-
-def _decode(names: Any) -> list[str]:
-    return [n.decode("utf8") if isinstance(n, bytes) else str(n) for n in names]
-
-
-def _check_kernel_count(shapes: list[tuple[int, ...]], file: Path) -> None:
-    kernels = [s for s in shapes if len(s) == 4]
-    if len(kernels) != _NUM_CONV_KERNELS or _CONV_7B_KERNEL not in kernels:
-        raise ValueError(
-            f"{NOT_INCEPTION_RESNET_V2}: {str(file)!r} holds {len(kernels)} conv kernels "
-            f"(InceptionResNetV2 has {_NUM_CONV_KERNELS}, including conv_7b "
-            f"{_CONV_7B_KERNEL})"
-        )
-
-
-def _dense_top(shapes: list[list[tuple[int, ...]]], file: Path) -> int | None:
-    """Class count of the weighted layers after the base; they must be one Dense."""
-    if not shapes:
-        return None
-    if len(shapes) > 1 or not shapes[0] or len(shapes[0][0]) != 2:
-        raise ValueError(
-            f"the top of {str(file)!r} is not CAM-compatible (jaxcam needs GAP -> Dense): "
-            f"found {len(shapes)} weighted layers after the base, of weight shapes {shapes}"
-        )
-    return shapes[0][0][1]
-
-
-def _legacy_weights_layout(h5: Any, file: Path) -> _WeightsLayout:
-    """Layout of a legacy weights-only HDF5 file (e.g. Keras' ImageNet weights)."""
-    layers = []  # (layer name, [weight names], [shapes]) of the layers with weights
-    for name in _decode(h5.attrs["layer_names"]):
-        group = h5[name]
-        weight_names = _decode(group.attrs.get("weight_names", []))
-        if weight_names:
-            layers.append((name, weight_names, [tuple(group[w].shape) for w in weight_names]))
-    _check_kernel_count([s for _, _, shapes in layers for s in shapes], file)
-
-    def normalised(weight: str) -> str:
-        return weight.split(":")[0]
-
-    last_base = max(
-        (
-            i
-            for i, (_, weights, _) in enumerate(layers)
-            for w in weights
-            if normalised(w).split("/")[-2:] in (["conv_7b", "kernel"], ["conv_7b_bn", "beta"])
-        ),
-        default=None,
-    )
-    if last_base is None:
-        raise ValueError(
-            f"{NOT_INCEPTION_RESNET_V2}: {str(file)!r} has no conv_7b / conv_7b_bn weights"
-        )
-    expected_base = 1 if len(layers[last_base][1]) > 3 else _NUM_WEIGHTED_LAYERS
-    if last_base + 1 != expected_base:
-        raise ValueError(
-            f"{NOT_INCEPTION_RESNET_V2}: {str(file)!r} has {last_base + 1} layers with weights "
-            f"up to conv_7b_bn, expected {expected_base}"
-        )
-    top = layers[last_base + 1 :]
-    classes = _dense_top([shapes for _, _, shapes in top], file)
-    known = classes is not None and top[0][0] == "predictions"
-    return _WeightsLayout(
-        nested=expected_base == 1,  # conv_7b_bn alone has 3 weights, a nested base all
-        classes=classes,
-        activation="softmax" if known else None,
-        in_channels=layers[0][2][0][2],
-    )
-
-
-def _keras3_weights_layout(h5: Any, file: Path) -> _WeightsLayout:
-    """Layout of a Keras 3 ``.weights.h5`` file (layers stored by class name and index)."""
-    import h5py
-
-    shapes: list[tuple[int, ...]] = []
-    h5.visititems(
-        lambda _, obj: shapes.append(tuple(obj.shape)) if isinstance(obj, h5py.Dataset) else None
-    )
-    _check_kernel_count(shapes, file)
-    outer = h5["layers"]
-    nested = [key for key in outer if "layers" in outer[key]]
-    if len(nested) > 1:
-        raise ValueError(
-            f"{NOT_INCEPTION_RESNET_V2}: {str(file)!r} nests {len(nested)} models ({nested})"
-        )
-    base = outer[nested[0]]["layers"] if nested else outer
-
-    def weight_shapes(group: Any) -> list[tuple[int, ...]]:
-        variables = group.get("vars", {})
-        return [tuple(variables[k].shape) for k in sorted(variables, key=int)]
-
-    base_weighted = [key for key in base if weight_shapes(base[key])]
-    top = [
-        weight_shapes(outer[key])
-        for key in outer
-        if key not in nested
-        and weight_shapes(outer[key])
-        and (nested or len(weight_shapes(outer[key])[0]) == 2)
-    ]
-    if len(base_weighted) - (0 if nested else len(top)) != _NUM_WEIGHTED_LAYERS:
-        raise ValueError(
-            f"{NOT_INCEPTION_RESNET_V2}: {str(file)!r} holds {len(base_weighted)} layers with "
-            f"weights in its base (InceptionResNetV2 has {_NUM_WEIGHTED_LAYERS}, plus its top)"
-        )
-    return _WeightsLayout(
-        nested=bool(nested),
-        classes=_dense_top(top, file),
-        activation=None,
-        in_channels=base["conv2d"]["vars"]["0"].shape[2],
-    )
-
-
-def _build_and_load_weights(keras: Any, file: Path, layout: _WeightsLayout) -> Any:
-    """Rebuild the saved architecture with keras.applications and load the weights."""
-    base = keras.applications.InceptionResNetV2(
-        weights=None, include_top=False, input_shape=(None, None, layout.in_channels)
-    )
-    model = base
-    if layout.classes is not None:
-        pool = keras.layers.GlobalAveragePooling2D(name="avg_pool")
-        dense = keras.layers.Dense(layout.classes, activation=layout.activation, name="predictions")
-        if layout.nested:
-            model = keras.Sequential([base, pool, dense])
-        else:
-            model = keras.Model(base.inputs, dense(pool(base.outputs[0])), name=base.name)
-    try:
-        model.load_weights(file)
-    except Exception as err:
-        raise ValueError(
-            f"{NOT_INCEPTION_RESNET_V2}: the weights in {str(file)!r} do not fit "
-            f"InceptionResNetV2 ({'nested base, ' if layout.nested else ''}"
-            f"{'no top' if layout.classes is None else f'{layout.classes}-class top'}): {err}"
-        ) from err
-    return model
-
-
-# -------------------------------------------------------------------- graph walking
-
-
-def _history(tensor: Any) -> tuple[Any, int, int]:
-    operation, node_index, tensor_index = tensor._keras_history
-    return operation, node_index, tensor_index
-
-
-def _producer(tensor: Any) -> Any:
-    return _history(tensor)[0]
-
-
-def _same_tensor(a: Any, b: Any) -> bool:
-    (op_a, node_a, index_a), (op_b, node_b, index_b) = _history(a), _history(b)
-    return op_a is op_b and node_a == node_b and index_a == index_b
-
-
-def _node_inputs(tensor: Any) -> list[Any]:
-    operation, node_index, _ = _history(tensor)
-    return list(operation._inbound_nodes[node_index].input_tensors)
-
-
-def _kind(layer: Any) -> str:
-    return type(layer).__name__
-
-
-def _activation_name(layer: Any) -> str:
-    activation = getattr(layer, "activation", None)
-    return getattr(activation, "__name__", repr(activation))
-
-
-def _pair(value: Any) -> tuple[int, ...]:
-    return tuple(value) if isinstance(value, tuple | list) else (value, value)
-
-
-def _single_output(model: Any, where: str) -> Any:
-    try:
-        outputs = list(model.outputs)
-    except (AttributeError, ValueError) as err:
-        raise ValueError(f"{where}: the Keras model has no outputs yet: build it first") from err
-    if len(outputs) != 1:
-        raise ValueError(f"{where}: the Keras model has {len(outputs)} outputs, expected 1")
-    return outputs[0]
-
-
-def _contains_layer(model: Any, name: str) -> bool:
-    for layer in model.layers:
-        if layer.name == name or (hasattr(layer, "layers") and _contains_layer(layer, name)):
-            return True
-    return False
-
-
-class _Walker:
-    """Walks a Keras InceptionResNetV2 graph backwards, collecting its conv layers.
-
-    ``convs`` maps a Flax path under ``backbone`` (e.g. ``("block35_1", "branch2_conv1")``)
-    to its Keras (Conv2D, BatchNormalization or None).
-    """
-
-    def __init__(self, source: str) -> None:
-        self.source = source
-        self.convs: dict[tuple[str, ...], tuple[Any, Any | None]] = {}
-
-    def fail(self, message: str) -> ValueError:
-        return ValueError(f"{NOT_INCEPTION_RESNET_V2}: {self.source}: {message}")
-
-    def layer(self, tensor: Any, kind: str, where: str) -> Any:
-        layer = _producer(tensor)
-        if _kind(layer) != kind:
-            raise self.fail(f"expected a {kind} in {where}, found {_kind(layer)} {layer.name!r}")
-        return layer
-
-    def only_input(self, tensor: Any, where: str) -> Any:
-        inputs = _node_inputs(tensor)
-        if len(inputs) != 1:
-            layer = _producer(tensor)
-            raise self.fail(f"{layer.name!r} in {where} has {len(inputs)} inputs, expected 1")
-        return inputs[0]
-
-    def check(self, ok: bool, layer: Any, what: str, where: str) -> None:
-        if not ok:
-            raise self.fail(f"{_kind(layer)} {layer.name!r} in {where} has {what}")
-
-    def conv(self, tensor: Any, step: _Conv, where: str, bias: bool = False) -> tuple[Any, Any]:
-        """The Conv2D producing ``tensor``: checked, and returned with its input."""
-        _, strides, padding = step
-        conv = self.layer(tensor, "Conv2D", where)
-        self.check(
-            _pair(conv.strides) == (strides, strides),
-            conv,
-            f"strides {conv.strides}, expected {strides}",
-            where,
-        )
-        self.check(conv.padding == padding, conv, f"padding {conv.padding!r}", where)
-        self.check(_pair(conv.dilation_rate) == (1, 1), conv, "a dilation", where)
-        self.check(getattr(conv, "groups", 1) == 1, conv, "groups", where)
-        self.check(_activation_name(conv) == "linear", conv, "an activation", where)
-        self.check(conv.use_bias == bias, conv, f"use_bias={conv.use_bias}", where)
-        return conv, self.only_input(tensor, where)
-
-    def conv_bn(
-        self, tensor: Any, path: tuple[str, ...], step: _Conv, where: str, relu: bool = True
-    ) -> Any:
-        """Keras conv2d_bn (Conv2D -> BatchNormalization -> ReLU) producing ``tensor``."""
-        if relu:
-            act = self.layer(tensor, "Activation", where)
-            self.check(_activation_name(act) == "relu", act, "a non-ReLU activation", where)
-            tensor = self.only_input(tensor, where)
-        bn = self.layer(tensor, "BatchNormalization", where)
-        self.check(bn.center and not bn.scale, bn, "center/scale other than (True, False)", where)
-        self.check(
-            math.isclose(bn.epsilon, _BN_EPSILON), bn, f"epsilon {bn.epsilon} (not 1e-3)", where
-        )
-        conv, tensor = self.conv(self.only_input(tensor, where), step, where)
-        self.convs[path] = (conv, bn)
-        return tensor
-
-    def pool(self, tensor: Any, step: _Conv, where: str) -> Any:
-        kind, strides, padding = step
-        pool = self.layer(
-            tensor, "AveragePooling2D" if kind == "avg_pool" else "MaxPooling2D", where
-        )
-        self.check(_pair(pool.pool_size) == (3, 3), pool, f"pool size {pool.pool_size}", where)
-        self.check(_pair(pool.strides) == (strides, strides), pool, "other strides", where)
-        self.check(pool.padding == padding, pool, f"padding {pool.padding!r}", where)
-        return self.only_input(tensor, where)
-
-    def branch(
-        self, tensor: Any, steps: tuple[_Conv, ...], prefix: tuple[str, ...], where: str
-    ) -> Any:
-        """Walk one branch back to its input; its conv ``c`` is Flax ``(*prefix[:-1],
-        f"{prefix[-1]}_conv{c}")``."""
-        conv_index = sum(step[0] == "conv" for step in steps)
-        for step in reversed(steps):
-            if step[0] == "conv":
-                conv_index -= 1
-                path = (*prefix[:-1], f"{prefix[-1]}_conv{conv_index}")
-                tensor = self.conv_bn(tensor, path, step, where)
-            else:
-                tensor = self.pool(tensor, step, where)
-        return tensor
-
-    def concat(self, tensor: Any, count: int, where: str) -> list[Any]:
-        concat = self.layer(tensor, "Concatenate", where)
-        branches = _node_inputs(tensor)
-        self.check(len(branches) == count, concat, f"{len(branches)} branches", where)
-        return branches
-
-    def shared_input(self, inputs: list[Any], where: str) -> Any:
-        if not all(_same_tensor(t, inputs[0]) for t in inputs):
-            raise self.fail(f"the branches of {where} do not share one input")
-        return inputs[0]
-
-    def mixed(self, tensor: Any, name: str) -> Any:
-        spec = _MIXED[name]
-        branches = self.concat(tensor, len(spec), name)
-        ends = [
-            self.branch(t, steps, (f"{name}_b{b}",), name)
-            for b, (t, steps) in enumerate(zip(branches, spec, strict=True))
-        ]
-        return self.shared_input(ends, name)
-
-    def block(self, tensor: Any, kind: str, index: int, scale: float, relu: bool) -> Any:
-        """Residual block ``{kind}_{index}``: act(x + scale * up(concat(branches(x))))."""
-        where = f"{kind}_{index}"
-        if relu:
-            act = self.layer(tensor, "Activation", where)
-            self.check(_activation_name(act) == "relu", act, "a non-ReLU activation", where)
-            tensor = self.only_input(tensor, where)
-        add = _producer(tensor)
-        inputs = _node_inputs(tensor)
-        scale_value = getattr(add, "scale", None)
-        if isinstance(scale_value, bool) or not isinstance(scale_value, int | float):
-            scale_value = None
-        if scale_value is None or len(inputs) != 2:
-            raise self.fail(
-                f"expected the residual scale layer of {where}, found {_kind(add)} {add.name!r}"
-            )
-        self.check(
-            math.isclose(scale_value, scale), add, f"scale {scale_value}, not {scale}", where
-        )
-        x, up_out = inputs
-        up, mixed = self.conv(up_out, _CONV, where, bias=True)
-        self.convs[(where, "up")] = (up, None)
-        convs_per_branch = _BLOCKS[kind][2]
-        branches = self.concat(mixed, len(convs_per_branch), where)
-        ends = [
-            self.branch(t, (_CONV,) * n, (where, f"branch{b}"), where)
-            for b, (t, n) in enumerate(zip(branches, convs_per_branch, strict=True))
-        ]
-        return self.shared_input([x, *ends], where)
-
-    def backbone(self, features: Any) -> Any:
-        """Walk from conv_7b_ac's output to the image input; return the input tensor."""
-        tensor = self.conv_bn(features, ("conv_7b",), _CONV, "conv_7b")
-        for kind, mixed in (
-            ("block8", "mixed_7a"),
-            ("block17", "mixed_6a"),
-            ("block35", "mixed_5b"),
-        ):
-            count, scale, _ = _BLOCKS[kind]
-            for index in range(count, 0, -1):
-                last = kind == "block8" and index == count
-                tensor = self.block(tensor, kind, index, 1.0 if last else scale, relu=not last)
-            tensor = self.mixed(tensor, mixed)
-        for name, step in reversed(_STEM):
-            if name is None:
-                tensor = self.pool(tensor, step, "the stem")
-            else:
-                tensor = self.conv_bn(tensor, (name,), step, "the stem")
-        return tensor
-
-
-def _walk(walker: _Walker, model: Any) -> list[Any]:
-    """Walk the whole model; return its top layers (between conv_7b_ac and the output).
-
-    Walks back from the model's output through the top (descending into a nested base
-    model), then through the backbone (:meth:`_Walker.backbone`); the image must enter
-    the base straight from an InputLayer.
-    """
-    tensor = _single_output(model, walker.source)
-    top: list[Any] = []
-    outer_calls: list[Any] = []  # nested-model calls: their inputs must be plain inputs
-    while True:
-        layer = _producer(tensor)
-        if layer.name == "conv_7b_ac" and _kind(layer) == "Activation":
-            break
-        if hasattr(layer, "layers") and hasattr(layer, "outputs"):  # a nested model
-            outer_calls.append(tensor)
-            tensor = _single_output(layer, walker.source)
-            continue
-        inputs = _node_inputs(tensor)
-        if _kind(layer) == "InputLayer" or len(inputs) != 1:
-            raise ValueError(
-                f"the top of {walker.source} is not CAM-compatible (jaxcam needs GAP -> Dense): "
-                f"layer {layer.name!r} ({_kind(layer)}) has {len(inputs)} inputs"
-            )
-        top.append(layer)
-        tensor = inputs[0]
-    image = walker.backbone(tensor)
-    # The base's image input, and the input of each nested call, must be a plain Input.
-    for start in [image, *(walker.only_input(call, "the nested model") for call in outer_calls)]:
-        layer = _producer(start)
-        if _kind(layer) != "InputLayer":
-            raise ValueError(
-                f"{walker.source}: layers before the InceptionResNetV2 input are not supported "
-                f"(found {_kind(layer)} {layer.name!r}); preprocess images outside the model"
-            )
-    return top[::-1]
-
-
-def _parse_top(layers: list[Any], source: str) -> tuple[Any | None, str | None]:
-    """The top's Dense (None without a top) and its activation's Keras name."""
-    kinds = [_kind(layer) for layer in layers if _kind(layer) not in _INFERENCE_IDENTITY]
-    kept = [layer for layer in layers if _kind(layer) not in _INFERENCE_IDENTITY]
-    if kinds in ([], ["GlobalAveragePooling2D"]):
-        return None, None
-    trailing = kinds[2:] == ["Activation"] and _activation_name(kept[1]) == "linear"
-    if kinds[:2] != ["GlobalAveragePooling2D", "Dense"] or (len(kinds) > 2 and not trailing):
-        raise ValueError(
-            f"the top of {source} is not CAM-compatible (jaxcam needs GAP -> Dense): got "
-            + " -> ".join(f"{kind} {layer.name!r}" for kind, layer in zip(kinds, kept, strict=True))
-        )
-    if getattr(kept[0], "keepdims", False):
-        raise ValueError(f"{source}: GlobalAveragePooling2D {kept[0].name!r} keeps its dims")
-    return kept[1], _activation_name(kept[-1])
-
-
 # ---------------------------------------------------------------------- conversion
 
 
@@ -781,6 +269,7 @@ def _numpy(variable: Any) -> np.ndarray:
 
 def _convert(
     model: Any,
+    backbone: InceptionResNetV2,
     *,
     num_classes: int | None,
     output: str | None,
@@ -788,37 +277,38 @@ def _convert(
     activation_recorded: bool,
     source: str,
 ) -> KerasImport:
-    if not _contains_layer(model, "conv_7b_ac"):
+    features_layer = final_activation_name(backbone)
+    if not contains_layer(model, features_layer):
         names = [layer.name for layer in model.layers]
         shown = ", ".join(names[:8]) + (", ..." if len(names) > 8 else "")
         raise ValueError(
-            f"{NOT_INCEPTION_RESNET_V2}: {source} has no layer 'conv_7b_ac' ({len(names)} "
-            f"layers: {shown})"
+            f"{NOT_INCEPTION_RESNET_V2}: {source} has no layer {features_layer!r} "
+            f"({len(names)} layers: {shown})"
         )
-    walker = _Walker(source)
-    top = _walk(walker, model)
-    dense, activation = _parse_top(top, source)
+    convs, top = walk_keras_model(model, backbone, source)
+    dense, activation = parse_top(top, source)
 
     if dense is None:
         if num_classes is None:
-            raise _no_classifier_error(source)
+            raise no_classifier_error(source)
         keras_output = None
         output = output or "relu"
     else:
-        num_classes = _check_class_count(num_classes, int(dense.kernel.shape[-1]), source)
+        num_classes = check_class_count(num_classes, int(dense.kernel.shape[-1]), source)
         keras_output = _KERAS_TO_OUTPUT.get(activation, activation) if activation_recorded else None
         output = _choose_output(output, keras_output, activation_recorded, source)
 
-    conv_1a = walker.convs[("conv_1a",)][0]
+    first_conv = next(name for name, step in backbone.layout.stem if isinstance(step, Conv))
+    in_channels = int(convs[(str(first_conv),)][0].kernel.shape[2])  # HWIO
     module = CAMClassifier(
-        backbone=InceptionResNetV2(),
+        backbone=backbone,
         num_classes=num_classes,
         output=output,
-        in_channels=int(conv_1a.kernel.shape[2]),
+        in_channels=in_channels,
         pixel_mean=KERAS_PIXEL_MEAN,
         pixel_std=KERAS_PIXEL_STD,
     )
-    variables = _fill_variables(module, walker.convs, dense, seed, model, source)
+    variables = _fill_variables(module, convs, dense, seed, model, source)
     return KerasImport(
         module=module,
         variables=variables,
@@ -828,35 +318,12 @@ def _convert(
     )
 
 
-def _no_classifier_error(source: str) -> ValueError:
-    return ValueError(
-        f"{source} has no classifier (include_top=False): pass num_classes= to initialise a "
-        "fresh one"
-    )
-
-
-def _unrecorded_activation_error(source: str) -> ValueError:
-    return ValueError(
-        f"{source} holds weights only and does not record the classifier's activation: "
-        f"pass output= (one of {OUTPUT_ACTIVATIONS}; 'softmax' for Keras' own top)"
-    )
-
-
-def _check_class_count(num_classes: int | None, classes: int, source: str) -> int:
-    """The file's class count, which must equal ``num_classes`` when that is given."""
-    if num_classes is not None and num_classes != classes:
-        raise ValueError(
-            f"num_classes={num_classes}, but the classifier in {source} has {classes} classes"
-        )
-    return classes
-
-
 def _choose_output(
     output: str | None, keras_output: str | None, recorded: bool, source: str
 ) -> str:
     if not recorded:
         if output is None:
-            raise _unrecorded_activation_error(source)
+            raise unrecorded_activation_error(source)
         return output
     if output is None:
         if keras_output not in OUTPUT_ACTIVATIONS:
@@ -878,7 +345,7 @@ def _choose_output(
 
 def _fill_variables(
     module: CAMClassifier,
-    convs: dict[tuple[str, ...], tuple[Any, Any | None]],
+    convs: ConvLayers,
     dense: Any | None,
     seed: int,
     model: Any,
@@ -923,9 +390,11 @@ def _fill_variables(
         put(("batch_stats", *base, "bn", "var"), bn.moving_variance)
 
     if dense is None:
+        backbone = module.backbone
+        channels = backbone.layout.feature_channels(backbone.width_scale)
         fresh = module.init(
             jax.random.key(seed),
-            jnp.zeros((1, FEATURE_CHANNELS), jnp.float32),
+            jnp.zeros((1, channels), jnp.float32),
             method=CAMClassifier.pooled_logits,
         )
         filled.update(traverse_util.flatten_dict(fresh))

@@ -35,8 +35,9 @@ rest of the network).
 
 from __future__ import annotations
 
+import dataclasses
 from collections.abc import Callable
-from typing import Any
+from typing import Any, cast
 
 import flax.linen as nn
 import jax
@@ -45,7 +46,7 @@ from flax import struct
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
 from jaxcam.checks import check_feature_map
-from jaxcam.models.base import SplitModel, apply_output
+from jaxcam.models.base import CAMClassifier, SplitModel, apply_output
 
 Array = jax.Array
 BACKBONE = "backbone"
@@ -82,7 +83,8 @@ def _run(
             feature_map = module.features(x)
             return module.logits(feature_map) if head else feature_map
 
-    return model.module.apply(model.variables, image[None], method=forward)
+    # Without ``mutable``, ``apply`` returns the method's output alone.
+    return cast(Array, model.module.apply(model.variables, image[None], method=forward))
 
 
 def layer_names(
@@ -115,7 +117,7 @@ def _trace_layers(
         seen.setdefault(path, []).append(out)
         return out
 
-    def trace(x: Array) -> Array:
+    def trace(x: Array) -> dict[str, tuple[tuple[int, ...], bool]]:
         _run(model, x, record, head=False)
         found = {}
         backbone = seen.get((BACKBONE,), [None])[-1]
@@ -209,8 +211,9 @@ def _captured_features(model: SplitModel, layer: str, image: Array) -> Array:
 class LayerModel:
     """A bound classifier split at a named layer L of its backbone (see the module doc).
 
-    Per-example pure functions, like :class:`jaxcam.models.SplitModel`, and a pytree
-    (the variables and a bound image are leaves), so jitted steps take it as an argument.
+    Per-example pure functions, like :class:`jaxcam.models.SplitModel` (every member of
+    :class:`jaxcam.models.Explainable`), and a pytree (the variables and a bound image are
+    leaves), so jitted steps take it as an argument.
 
     Attributes:
       base: the bound classifier.
@@ -228,7 +231,7 @@ class LayerModel:
     image: Array | None = None
 
     @property
-    def module(self) -> nn.Module:
+    def module(self) -> CAMClassifier:
         return self.base.module
 
     @property
@@ -250,7 +253,7 @@ class LayerModel:
 
     def for_image(self, image: Array) -> LayerModel:
         """This split, with ``logits`` taking the network's other paths from ``image`` (H, W, C)."""
-        return self.replace(image=image)
+        return dataclasses.replace(self, image=image)
 
     def features(self, image: Array) -> Array:
         """Image (H, W, C) -> A_L (h, w, K)."""
@@ -283,6 +286,18 @@ class LayerModel:
         """Image (H, W, C) -> scores Y (classes,): the model's output."""
         return apply_output(self.image_logits(image), self.output)
 
+    def first_layer(self) -> tuple[Array, Array]:
+        raise ValueError(
+            f"no dense layer follows pooling right after layer {self.layer!r} "
+            "(has_linear_pooling is False): use the general path"
+        )
+
+    def logits_after_first_layer(self, x: Array) -> Array:
+        raise ValueError(
+            f"no dense layer follows pooling right after layer {self.layer!r} "
+            "(has_linear_pooling is False): use the general path"
+        )
+
     def class_weights(self) -> Array:
         raise ValueError(
             f"CAM needs the backbone's output with a GAP -> dense head; layer {self.layer!r} "
@@ -290,7 +305,7 @@ class LayerModel:
         )
 
 
-def split_at(model: SplitModel, layer: str = BACKBONE) -> SplitModel | LayerModel:
+def split_at(model: SplitModel | LayerModel, layer: str = BACKBONE) -> SplitModel | LayerModel:
     """The per-example split of ``model`` at ``layer`` (a name from :func:`layer_names`).
 
     Returns ``model`` itself for ``backbone`` and for a layer whose output is the

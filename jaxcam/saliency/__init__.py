@@ -13,26 +13,46 @@ from jaxcam.saliency.grad_cam_plus_plus import (
 from jaxcam.saliency.hires_cam import hires_cam
 from jaxcam.saliency.layer_cam import layer_cam
 from jaxcam.saliency.maps import (
-    IMAGE_METHODS,
-    SALIENCY_METHODS,
-    example_method,
+    compute_maps,
     for_image,
-    get_saliency_method,
     normalise,
     predicted_class,
-    register_saliency_method,
     saliency_map,
     saliency_maps,
     saliency_step,
     upsample,
+)
+from jaxcam.saliency.registry import (
+    CHEAP_COSTS,
+    COSTS,
+    MORE_METHODS,
+    PAPER_METHOD_NAMES,
+    PAPER_METHODS,
+    SALIENCY_METHODS,
+    MethodInfo,
+    example_method,
+    get_saliency_method,
+    method_info,
+    method_names,
+    method_rows,
+    register_saliency_method,
 )
 from jaxcam.saliency.score_cam import SCORE_CAM_WEIGHTS, channel_mask, score_cam
 from jaxcam.saliency.scores import SCORE_FORMS, class_score
 from jaxcam.saliency.xgrad_cam import xgrad_cam
 
 __all__ = [
-    "IMAGE_METHODS",
+    "CHEAP_COSTS",
+    "COSTS",
+    "MORE_METHODS",
+    "PAPER_METHOD_NAMES",
+    "PAPER_METHODS",
     "SALIENCY_METHODS",
+    "MethodInfo",
+    "compute_maps",
+    "method_info",
+    "method_names",
+    "method_rows",
     "SCORE_CAM_WEIGHTS",
     "SCORE_FORMS",
     "ablated_logits",

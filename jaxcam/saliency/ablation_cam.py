@@ -8,7 +8,8 @@ import jax.numpy as jnp
 
 from jaxcam.checks import check_explained, nan_if_out_of_range
 from jaxcam.derivatives import check_chunk_size
-from jaxcam.models.base import SplitModel, apply_output, check_output_activation
+from jaxcam.models.base import apply_output, check_output_activation
+from jaxcam.models.protocol import Explainable
 
 Array = jax.Array
 
@@ -17,7 +18,7 @@ _CHUNK_ELEMENTS = 1 << 22
 
 
 def ablated_logits(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     *,
     path: str = "auto",
@@ -36,7 +37,7 @@ def ablated_logits(
     if path not in ("auto", "pooled", "general"):
         raise ValueError(f"path must be 'auto', 'pooled' or 'general', got {path!r}")
     chunk_size = check_chunk_size(chunk_size)
-    pooled_head = getattr(model, "has_linear_pooling", False)
+    pooled_head = model.has_linear_pooling
     if path == "pooled" and not pooled_head:
         raise ValueError(
             "path='pooled' needs a head that starts with GAP then the first dense layer "
@@ -61,7 +62,7 @@ def ablated_logits(
 
 
 def ablation_cam(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     *,

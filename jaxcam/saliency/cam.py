@@ -6,12 +6,12 @@ import jax
 import jax.numpy as jnp
 
 from jaxcam.checks import check_explained, nan_if_out_of_range
-from jaxcam.models.base import SplitModel
+from jaxcam.models.protocol import Explainable
 
 Array = jax.Array
 
 
-def cam(model: SplitModel, feature_map: Array, class_index: Array) -> Array:
+def cam(model: Explainable, feature_map: Array, class_index: Array) -> Array:
     """CAM map ``relu(sum_k w^c_k A^k)`` at feature resolution.
 
     Eq. 4 without its 1/z, which the normalisation removes. The relu is not in the

@@ -7,13 +7,13 @@ import jax
 import jax.numpy as jnp
 
 from jaxcam.checks import check_explained, nan_if_out_of_range
-from jaxcam.models.base import SplitModel
+from jaxcam.models.protocol import Explainable
 
 Array = jax.Array
 
 
 def eigen_cam(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     *,

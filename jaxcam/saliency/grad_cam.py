@@ -8,14 +8,14 @@ import jax
 import jax.numpy as jnp
 
 from jaxcam.checks import check_explained, nan_if_out_of_range
-from jaxcam.models.base import SplitModel
+from jaxcam.models.protocol import Explainable
 from jaxcam.saliency.scores import class_score
 
 Array = jax.Array
 
 
 def class_score_gradient(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     score: str | None = None,
@@ -34,7 +34,7 @@ def class_score_gradient(
 
 
 def gradient_cam(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     combine: Callable[[Array, Array], Array],
@@ -55,7 +55,7 @@ def gradient_cam(
 
 
 def grad_cam(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     *,

@@ -28,7 +28,7 @@ from jaxcam.derivatives import (
     pure_derivatives,
     pure_derivatives_pooled,
 )
-from jaxcam.models.base import SplitModel
+from jaxcam.models.protocol import Explainable
 from jaxcam.saliency.scores import class_score
 
 Array = jax.Array
@@ -36,7 +36,7 @@ DERIVATIVES: tuple[str, ...] = ("exact", "closed_form")
 
 
 def grad_cam_plus_plus_derivatives(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     *,
@@ -74,10 +74,10 @@ def grad_cam_plus_plus_derivatives(
         raise ValueError(f"derivatives must be one of {DERIVATIVES}, got {derivatives!r}")
     if path not in ("auto", "pooled", "general"):
         raise ValueError(f"path must be 'auto', 'pooled' or 'general', got {path!r}")
-    if path == "pooled" and not getattr(model, "has_linear_pooling", False):
+    if path == "pooled" and not model.has_linear_pooling:
         raise ValueError(
             "path='pooled' needs a head that starts with GAP then the first dense "
-            f"layer; {type(getattr(model, 'module', model)).__name__} does not declare "
+            f"layer; {type(model.module).__name__} does not declare "
             "it (has_linear_pooling is False): use path='general' or 'auto'"
         )
     with jax.default_matmul_precision("highest"):  # also for S(A0) and the projection
@@ -96,7 +96,7 @@ def grad_cam_plus_plus_derivatives(
 
 
 def _derivatives(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     derivatives: str,
@@ -113,7 +113,7 @@ def _derivatives(
     score_of_logits = class_score(
         score or model.output, class_index, model.logits(feature_map), form
     )
-    if path == "pooled" or (path == "auto" and getattr(model, "has_linear_pooling", False)):
+    if path == "pooled" or (path == "auto" and model.has_linear_pooling):
         height, width, _ = feature_map.shape
         kernel, bias = model.first_layer()
         return pure_derivatives_pooled(
@@ -150,7 +150,7 @@ def grad_cam_plus_plus_alpha(feature_map: Array, d2: Array, d3: Array) -> Array:
 
 
 def grad_cam_plus_plus(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     *,

@@ -1,94 +1,41 @@
-"""Saliency methods registry and the batched, jitted map step.
+"""The batched, jitted map step: features, a registered method, upsampling, normalisation.
 
-A method is a per-example function ``(model, A (h, w, K), c) -> L (h, w)``;
-:func:`saliency_map` adds the features, the Lanczos upsampling and the
-normalisation for one image, and :func:`saliency_maps` vmaps that over a batch,
-once, inside one ``jax.jit``. A method registered with ``needs_image=True`` (Score-CAM)
-also gets the raw image as ``image=`` (:func:`example_method`); a model with a
-``for_image`` method (a :class:`jaxcam.models.LayerModel`) is bound to each image
-first (:func:`for_image`).
+A method is a per-example function ``(model, A (h, w, K), c) -> L (h, w)`` registered
+in :mod:`jaxcam.saliency.registry`. :func:`saliency_map` adds the features, the
+Lanczos upsampling and the normalisation for one image, and :func:`saliency_maps`
+vmaps that over a batch, once, inside one ``jax.jit``. A method registered with
+``needs_image=True`` (Score-CAM) also gets the raw image as ``image=``
+(:func:`jaxcam.saliency.example_method`); the model is bound to each image first
+(:func:`for_image`: the identity, except for a :class:`jaxcam.models.LayerModel`).
 """
 
 from __future__ import annotations
 
 import functools
-from collections.abc import Callable
 from typing import Any
 
 import jax
 import jax.numpy as jnp
 import numpy as np
 
+from jaxcam.batching import in_batches
 from jaxcam.checks import (
     check_bound_model,
     check_class_indices,
     check_finite_images,
     check_image_batch,
 )
-from jaxcam.models.base import SplitModel, apply_output
-from jaxcam.saliency.ablation_cam import ablation_cam
-from jaxcam.saliency.cam import cam
-from jaxcam.saliency.eigen_cam import eigen_cam
-from jaxcam.saliency.grad_cam import grad_cam
-from jaxcam.saliency.grad_cam_plus_plus import grad_cam_plus_plus
-from jaxcam.saliency.hires_cam import hires_cam
-from jaxcam.saliency.layer_cam import layer_cam
-from jaxcam.saliency.score_cam import score_cam
-from jaxcam.saliency.xgrad_cam import xgrad_cam
+from jaxcam.models.base import apply_output
+from jaxcam.models.protocol import Explainable
+from jaxcam.saliency.registry import SaliencyMethod, example_method, method_info
 
 Array = jax.Array
-SaliencyMethod = Callable[..., Array]
-
-SALIENCY_METHODS: dict[str, SaliencyMethod] = {
-    "cam": cam,
-    "grad_cam": grad_cam,
-    "grad_cam_plus_plus": grad_cam_plus_plus,
-    "hires_cam": hires_cam,
-    "xgrad_cam": xgrad_cam,
-    "layer_cam": layer_cam,
-    "score_cam": score_cam,
-    "ablation_cam": ablation_cam,
-    "eigen_cam": eigen_cam,
-}
-#: Registered methods that take the raw image (H, W, C) as the keyword ``image``.
-IMAGE_METHODS: set[str] = {"score_cam"}
 
 
-def register_saliency_method(
-    name: str, method: SaliencyMethod, *, needs_image: bool = False
-) -> None:
-    """Register ``method(model, feature_map, class_index, **options) -> (h, w)``.
-
-    With ``needs_image`` the method is also called with ``image=`` the raw image
-    (H, W, C) that A comes from.
-    """
-    if name in SALIENCY_METHODS:
-        raise ValueError(f"saliency method {name!r} is already registered")
-    SALIENCY_METHODS[name] = method
-    if needs_image:
-        IMAGE_METHODS.add(name)
-
-
-def get_saliency_method(name: str) -> SaliencyMethod:
-    if name not in SALIENCY_METHODS:
-        raise ValueError(
-            f"unknown saliency method {name!r}; known: {', '.join(sorted(SALIENCY_METHODS))}"
-        )
-    return SALIENCY_METHODS[name]
-
-
-def example_method(name: str, options: Any, image: Array) -> SaliencyMethod:
-    """The registered method ``name`` with its options (a mapping or (key, value) pairs)
-    as ``(model, A, c) -> L``, given the image (H, W, C) when it needs it."""
-    method = get_saliency_method(name)
-    extra = {"image": image} if name in IMAGE_METHODS else {}
-    return functools.partial(method, **dict(options), **extra)
-
-
-def for_image(model: SplitModel, image: Array) -> SplitModel:
-    """``model.for_image(image)`` when the model has it (a layer split), else ``model``."""
-    bind_image = getattr(model, "for_image", None)
-    return model if bind_image is None else bind_image(image)
+def for_image(model: Explainable, image: Array) -> Explainable:
+    """``model.for_image(image)``: a layer split bound to the image (H, W, C); a split at
+    the backbone's output (a :class:`jaxcam.models.SplitModel`) is ``model`` itself."""
+    return model.for_image(image)
 
 
 def upsample(saliency: Array, size: tuple[int, int]) -> Array:
@@ -110,13 +57,13 @@ def normalise(saliency: Array) -> Array:
     return jnp.where(usable, scaled, jnp.zeros_like(scaled))
 
 
-def predicted_class(model: SplitModel, feature_map: Array) -> Array:
+def predicted_class(model: Explainable, feature_map: Array) -> Array:
     """argmax_c Y^c for one feature map (h, w, K)."""
     return jnp.argmax(apply_output(model.logits(feature_map), model.output)).astype(jnp.int32)
 
 
 def saliency_map(
-    model: SplitModel,
+    model: Explainable,
     image: Array,
     class_index: Array | None,
     method: SaliencyMethod,
@@ -130,12 +77,12 @@ def saliency_map(
     feature_map = model.features(image)
     if class_index is None:
         class_index = predicted_class(model, feature_map)
-    size = image.shape[:2]
+    size = (image.shape[0], image.shape[1])
     return explain_feature_map(model, feature_map, class_index, method, size), class_index
 
 
 def explain_feature_map(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     method: SaliencyMethod,
@@ -147,7 +94,7 @@ def explain_feature_map(
 
 @functools.partial(jax.jit, static_argnames=("method", "options", "use_predicted"))
 def saliency_step(
-    model: SplitModel,
+    model: Explainable,
     images: Array,
     class_indices: Array,
     method: str,
@@ -168,7 +115,7 @@ def saliency_step(
 
 
 def saliency_maps(
-    model: SplitModel,
+    model: Explainable,
     images: Any,
     class_indices: Any = None,
     method: str = "grad_cam",
@@ -183,16 +130,17 @@ def saliency_maps(
       class_indices: classes to explain (B,), integers in [0, classes), checked here
         (inside the step they are traced and could not be), or ``None`` for the
         predicted ones.
-      method: a registered method name (``cam``, ``grad_cam``, ``grad_cam_plus_plus``,
-        ``hires_cam``, ``xgrad_cam``, ``layer_cam``, ``score_cam``, ``ablation_cam``,
-        ``eigen_cam``, or one registered later).
-      **options: keyword options of the method (e.g. ``derivatives="closed_form"``).
+      method: a registered method name (:func:`jaxcam.saliency.method_names`; e.g.
+        ``grad_cam_plus_plus`` is the paper's closed form, ``grad_cam_plus_plus_exact``
+        the exact derivatives).
+      **options: keyword options of the method; they override the options its name
+        stands for (e.g. ``derivatives="exact"``).
 
     Returns:
       ``(maps, classes)``: maps (B, H, W) in [0, 1] and the explained classes (B,).
     """
     check_bound_model(model)
-    get_saliency_method(method)
+    method_info(method)
     check_image_batch(images, model.module.in_channels, model.module.min_input_size)
     check_finite_images(images)
     use_predicted = class_indices is None
@@ -206,4 +154,24 @@ def saliency_maps(
         method,
         tuple(sorted(options.items())),
         use_predicted,
+    )
+
+
+def compute_maps(
+    model: Explainable,
+    images: np.ndarray,
+    class_indices: np.ndarray | None,
+    method: str,
+    batch_size: int = 64,
+    **options: Any,
+) -> tuple[np.ndarray, np.ndarray]:
+    """Normalised maps (N, H, W) and explained classes (N,) of in-memory images, on the host."""
+    if class_indices is None:
+        return in_batches(
+            lambda x: saliency_maps(model, x, None, method, **options), [images], batch_size
+        )
+    return in_batches(
+        lambda x, c: saliency_maps(model, x, c, method, **options),
+        [images, class_indices],
+        batch_size,
     )

@@ -8,7 +8,8 @@ import jax.numpy as jnp
 
 from jaxcam.checks import check_explained, nan_if_out_of_range
 from jaxcam.derivatives import check_chunk_size
-from jaxcam.models.base import SplitModel, apply_output
+from jaxcam.models.base import apply_output
+from jaxcam.models.protocol import Explainable
 
 Array = jax.Array
 SCORE_CAM_WEIGHTS: tuple[str, ...] = ("softmax", "increase")
@@ -28,14 +29,13 @@ def channel_mask(channel: Array, size: tuple[int, int]) -> Array:
     return jnp.where(usable, (upsampled - low) / jnp.where(usable, spread, 1.0), 0.0)
 
 
-def image_logits(model: SplitModel, image: Array) -> Array:
-    """The whole network's logits (classes,) for one image (H, W, C)."""
-    whole = getattr(model, "image_logits", None)
-    return whole(image) if whole is not None else model.logits(model.features(image))
+def image_logits(model: Explainable, image: Array) -> Array:
+    """The whole network's logits (classes,) for one image (H, W, C): ``model.image_logits``."""
+    return model.image_logits(image)
 
 
 def score_cam(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     *,
@@ -78,7 +78,7 @@ def score_cam(
     if getattr(image, "ndim", None) != 3:
         shape = getattr(image, "shape", None)
         raise ValueError(f"score_cam takes one image of shape (H, W, C), got shape {shape}")
-    size = image.shape[:2]
+    size = (image.shape[0], image.shape[1])
     channels = jnp.moveaxis(feature_map, -1, 0)  # (K, h, w)
 
     def masked_logits(channel: Array) -> Array:

@@ -6,14 +6,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcam.models.base import SplitModel
+from jaxcam.models.protocol import Explainable
 from jaxcam.saliency.grad_cam import gradient_cam
 
 Array = jax.Array
 
 
 def xgrad_cam(
-    model: SplitModel,
+    model: Explainable,
     feature_map: Array,
     class_index: Array,
     *,

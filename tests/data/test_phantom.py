@@ -203,7 +203,7 @@ def test_tfds_round_trip(tmp_path, monkeypatch):
     sizes = {"train": 4, "val": 2, "test": 3}
     builder = build_phantom(tmp_path, seed=1, image_size=SIZE, split_sizes=sizes)
     assert builder.name == DATASET_NAME
-    assert str(builder.version) == "1.0.0"
+    assert str(builder.version) == "1.1.0"
     assert builder.builder_config.name == "seed1_size64_n4-2-3"
     assert builder.info.file_format.value == "array_record"
     assert builder.info.features["label"].names == ["NORMAL", "PNEUMONIA"]

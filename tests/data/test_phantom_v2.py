@@ -288,7 +288,8 @@ def test_tfds_v2_round_trip_with_markers(tmp_path, monkeypatch):
     kwargs = {"split_sizes": sizes, "variant": "v2", "confounder": 0.9}
     builder = build_phantom(tmp_path, seed=1, image_size=32, **kwargs)
     assert builder.builder_config.name == "seed1_size32_v2_conf0.90_n6-2-4"
-    assert set(builder.info.features) == {"image", "mask", "label", "marker"}
+    twin_features = {"twin", "support", "lesion_ids"}
+    assert set(builder.info.features) == {"image", "mask", "label", "marker"} | twin_features
     any_marker = False
     for split, n in sizes.items():
         loaded = load_phantom(split, tmp_path, seed=1, image_size=32, **kwargs)
@@ -303,7 +304,7 @@ def test_tfds_v2_round_trip_with_markers(tmp_path, monkeypatch):
 
     v1_sizes = {"train": 2, "val": 1, "test": 1}
     v1 = build_phantom(tmp_path, seed=1, image_size=32, split_sizes=v1_sizes)
-    assert set(v1.info.features) == {"image", "mask", "label"}
+    assert set(v1.info.features) == {"image", "mask", "label"} | twin_features
     loaded = load_phantom("train", tmp_path, seed=1, image_size=32, split_sizes=v1_sizes)
     assert loaded.markers.shape == loaded.masks.shape and not loaded.markers.any()
 

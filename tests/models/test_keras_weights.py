@@ -8,6 +8,7 @@ exact equality of the imported variables with that verified import.
 
 from __future__ import annotations
 
+import dataclasses
 import os
 import subprocess
 import sys
@@ -27,6 +28,13 @@ h5py = pytest.importorskip("h5py")
 pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
 
 from jaxcam.models import CAMClassifier  # noqa: E402
+from jaxcam.models.inception_resnet_v2 import (  # noqa: E402
+    IRV2_STRUCTURE,
+    Conv,
+    InceptionResNetV2,
+    scaled_filters,
+)
+from jaxcam.models.keras_graph import expected_keras_weights  # noqa: E402
 from jaxcam.models.keras_weights import (  # noqa: E402
     NOT_INCEPTION_RESNET_V2,
     import_keras_inception_resnet_v2,
@@ -313,3 +321,127 @@ def test_importing_jaxcam_does_not_import_keras():
         "assert 'keras' not in sys.modules"
     )
     subprocess.run([sys.executable, "-c", code], check=True, timeout=120)
+
+
+# --- the importer reads jaxcam's structure table ------------------------------------------
+
+
+def _weighted_layer_counts(model) -> tuple[int, int]:
+    """(Conv2D layers, layers with weights) of a Keras model, counted by Keras."""
+    convs = sum(isinstance(layer, keras.layers.Conv2D) for layer in model.layers)
+    return convs, sum(bool(layer.weights) for layer in model.layers)
+
+
+def test_keras_counts_its_layers_as_the_table_says(keras_models):
+    expected = expected_keras_weights(InceptionResNetV2())
+    assert _weighted_layer_counts(keras_models["base"]) == (244, 448)
+    assert (expected.conv_kernels, expected.weighted_layers) == (244, 448)
+    assert tuple(keras_models["base"].get_layer("conv_7b").kernel.shape) == expected.final_kernel
+
+
+ZEROS = {"kernel_initializer": "zeros"}
+
+
+def _keras_from_table(backbone: InceptionResNetV2, size: int = 75):
+    """A Keras model laid out like keras.applications' InceptionResNetV2 (conv2d_bn,
+    CustomScaleLayer), with ``backbone``'s blocks and widths; its output is conv_7b_ac.
+
+    The kernels start at zero (Keras' random initialisers compile once per shape, which
+    is slow): :func:`_random_kernels` fills them.
+    """
+    from keras.src.applications.inception_resnet_v2 import CustomScaleLayer
+
+    layers = keras.layers
+
+    def conv_bn(x, conv: Conv, name=None):
+        filters = scaled_filters(conv.filters, backbone.width_scale)
+        padding = conv.padding.lower()
+        x = layers.Conv2D(
+            filters, conv.kernel, conv.strides, padding, use_bias=False, name=name, **ZEROS
+        )(x)
+        bn_name, relu_name = (f"{name}_bn", f"{name}_ac") if name else (None, None)
+        x = layers.BatchNormalization(scale=False, epsilon=1e-3, name=bn_name)(x)
+        return layers.Activation("relu", name=relu_name)(x)
+
+    def branch(x, steps):
+        for step in steps:
+            if isinstance(step, Conv):
+                x = conv_bn(x, step)
+            else:
+                pool = layers.MaxPooling2D if step.kind == "max" else layers.AveragePooling2D
+                x = pool(3, step.strides, step.padding.lower())(x)
+        return x
+
+    inputs = keras.Input((size, size, 3))
+    x = inputs
+    for name, step in backbone.layout.stem:
+        x = conv_bn(x, step, name) if isinstance(step, Conv) else branch(x, (step,))
+    for stage in backbone.layout.stages:
+        x = layers.Concatenate()([branch(x, steps) for steps in stage.entry.branches])
+        residual = stage.residual
+        for i in range(1, residual.count + 1):
+            last = residual.plain_last and i == residual.count
+            mixed = layers.Concatenate()([branch(x, convs) for convs in residual.branches])
+            up = layers.Conv2D(x.shape[-1], 1, padding="same", use_bias=True, **ZEROS)(mixed)
+            x = CustomScaleLayer(1.0 if last else residual.scale)([x, up])
+            if not last:
+                x = layers.Activation("relu")(x)
+    name, final = backbone.layout.final
+    return keras.Model(inputs, conv_bn(x, final, name))
+
+
+def _random_kernels(layers, rng: np.random.Generator) -> None:
+    """He-normal conv kernels, drawn with NumPy."""
+    for layer in layers:
+        if isinstance(layer, keras.layers.Conv2D):
+            shape = layer.kernel.shape
+            std = np.sqrt(2.0 / np.prod(shape[:-1]))
+            layer.kernel.assign(rng.normal(0.0, std, shape).astype(np.float32))
+
+
+def test_importer_follows_the_structure_table():
+    backbone = InceptionResNetV2(repeats=(1, 2, 1), width_scale=1 / 16)
+    model = _keras_from_table(backbone)
+    rng = np.random.default_rng(3)
+    _random_kernels(model.layers, rng)
+    _randomise(model.layers, rng)
+    # Keras' own count of the tiny model: 5 + 7 + 6 + 4 + 2*4 + 7 + 4 + 1 = 42 conv2d_bn
+    # and 4 "up" convs; the table gives the same.
+    expected = expected_keras_weights(backbone)
+    assert _weighted_layer_counts(model) == (46, 88)
+    assert (expected.conv_kernels, expected.weighted_layers) == (46, 88)
+
+    imported = inception_resnet_v2_from_keras(model, num_classes=2, backbone=backbone)
+    assert imported.module.backbone == backbone and imported.module.in_channels == 3
+    images = np.random.default_rng(4).uniform(size=(2, 75, 75, 3)).astype(np.float32)
+    keras_features = model.predict(images / 0.5 - 1.0, verbose=0)  # preprocess_input(255 x)
+    features_fn = lambda v, x: imported.module.apply(v, x, method=CAMClassifier.features)
+    args = (imported.variables, jnp.asarray(images))
+    # One XLA program with backend optimisations off: the fastest to compile and run once.
+    options = {"xla_backend_optimization_level": 0}
+    features = jax.jit(features_fn).lower(*args).compile(compiler_options=options)(*args)
+    assert features.shape == keras_features.shape == (2, 1, 1, 96)
+    scale = np.abs(keras_features).max()
+    assert scale > 0.1
+    # Float32 rounding only (measured max |error| 1.9e-6 at max |A| 7.9); a wrongly
+    # mapped weight gives errors of order 1.
+    np.testing.assert_allclose(features, keras_features, rtol=0, atol=1e-4 * scale)
+
+    # The same Keras model against other tables: the default (full width), one block17
+    # fewer, or another block17 residual scale.
+    with pytest.raises(
+        ValueError, match=f"{NOT_INCEPTION_RESNET_V2}: .* 96 filters, expected 1536"
+    ):
+        inception_resnet_v2_from_keras(model, num_classes=2)
+    fewer = backbone.clone(repeats=(1, 1, 1))
+    with pytest.raises(ValueError, match="expected a Concatenate in mixed_6a, found Activation"):
+        inception_resnet_v2_from_keras(model, num_classes=2, backbone=fewer)
+    stage = IRV2_STRUCTURE.stages[1]
+    rescaled = dataclasses.replace(stage, residual=dataclasses.replace(stage.residual, scale=0.3))
+    changed = dataclasses.replace(
+        IRV2_STRUCTURE, stages=(IRV2_STRUCTURE.stages[0], rescaled, IRV2_STRUCTURE.stages[2])
+    )
+    with pytest.raises(ValueError, match=r"block17_2 has scale 0.1, not 0.3"):
+        inception_resnet_v2_from_keras(
+            model, num_classes=2, backbone=backbone.clone(structure=changed)
+        )

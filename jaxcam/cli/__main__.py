@@ -1,0 +1,7 @@
+"""``python -m jaxcam.cli``."""
+
+import sys
+
+from jaxcam.cli import main
+
+sys.exit(main())
