@@ -6,6 +6,7 @@ Command::
     python benchmarks/bench_eval.py --quick        # tiny smoke run (small_cnn 32x32, batch 8)
     python benchmarks/bench_eval.py --preset gpu   # ResNet-50 224x224x3, 1000 classes, batch 64
     python benchmarks/bench_eval.py --model resnet18 --batch 16 --curve --json out.json
+    python benchmarks/bench_eval.py --imputers --batch 8 --images 32   # BAD fills vs black
 
 Everything runs in one process on the default device, with random weights and
 uniform random images. For each configuration it measures:
@@ -39,6 +40,11 @@ marked FAILED; the other measurements still run), and the wall time.
 softmax output, (b) CAM, Grad-CAM, closed-form Grad-CAM++ with a ReLU output, each at a
 fixed alpha without the curve.
 ``--json PATH`` writes every number. Needs jax, flax, numpy (not ``jaxcam.data``).
+
+``--imputers`` instead times BAD's other fills (:func:`imputer_costs`): ``evaluate`` with
+``metrics=[average_drop, X]`` against ``[average_drop, black_average_drop]`` on the same
+data (ms/img and the ratio to black), and each fill's perturbation alone (jitted, vmapped
+over a batch) against one forward of the model.
 """
 
 from __future__ import annotations
@@ -65,7 +71,7 @@ from jaxcam.evaluation import (
     step_config,
     zero_evaluation_sums,
 )
-from jaxcam.metrics import ALPHA_GRID
+from jaxcam.metrics import ALPHA_GRID, get_metric, perturbation_key, pixel_ranks
 from jaxcam.models import SplitModel, default_input_size
 
 # --methods name -> (display name, evaluate's (registered method, options)).
@@ -355,6 +361,110 @@ def details(r: dict[str, Any]) -> str:
     )
 
 
+#: BAD's fills other than black, timed by :func:`imputer_costs`.
+IMPUTERS: tuple[str, ...] = (
+    "blurred_average_drop",
+    "mean_average_drop",
+    "noisy_linear_average_drop",
+    "counterfactual_average_drop",
+)
+
+
+def imputer_costs(case: Case, imputers: Sequence[str] = IMPUTERS) -> list[dict[str, Any]]:
+    """ms/img of each BAD fill, relative to black, on ``case``'s model and random data.
+
+    Per fill X (and black): ``evaluate`` with ``metrics=[average_drop, X]`` over
+    ``case.images`` images (a first call on one batch compiles; best of ``case.repeats``
+    timed calls), and X's perturbation alone: ``jax.vmap`` of its per-image function over
+    one batch at ``case.alpha`` (maps: random smooth fields), jitted, best of the repeats;
+    next to it one jitted forward of the batch. The data carry a random ``twin``.
+    """
+    rng = np.random.default_rng(0)
+    shape = (case.images, case.size, case.size, case.channels)
+    data = {
+        "image": rng.random(shape, dtype=np.float32),
+        "label": rng.integers(0, case.classes, case.images).astype(np.int32),
+        "twin": rng.random(shape, dtype=np.float32),
+    }
+    model = build_model(case)
+    methods = {METHODS[m][0]: METHODS[m][1] for m in case.methods}
+
+    def call(metrics: tuple[str, ...], count: int) -> jaxcam.Evaluation:
+        return jaxcam.evaluate(
+            model,
+            {k: v[:count] for k, v in data.items()},
+            methods,
+            metrics=metrics,
+            alpha=case.alpha,
+            curve=case.curve,
+            batch_size=case.batch,
+            masked_batch_size=case.masked_batch,
+        )
+
+    batch = {k: jnp.asarray(v[: case.batch]) for k, v in data.items()}
+    maps = jax.vmap(lambda k: jaxcam.metrics.smooth_random_field(k, (case.size, case.size)))(
+        jax.random.split(jax.random.key(1), case.batch)
+    )
+    ranks = jax.vmap(pixel_ranks)(maps)
+    keys = jax.vmap(lambda i: perturbation_key(0, i))(jnp.arange(case.batch))
+    num_kept = round(case.alpha * case.size * case.size)
+    forward = jax.jit(lambda m, x: jax.vmap(m.scores)(x))
+    timed(lambda: forward(model, batch["image"]))
+    forward_s = best_seconds(lambda: forward(model, batch["image"]), case.repeats)
+
+    warm = ("average_drop", "black_average_drop")
+    timed(lambda: call(warm, case.images))  # first-call costs outside the engine
+    rows = []
+    for name in ("black_average_drop", *imputers):
+        metrics = ("average_drop", name)
+        timed(lambda metrics=metrics: call(metrics, case.batch))  # compile
+        seconds = best_seconds(lambda metrics=metrics: call(metrics, case.images), case.repeats)
+        perturb = jax.jit(
+            jax.vmap(get_metric(name).perturb, in_axes=(0, 0, 0, None, 0, 0)),
+            static_argnums=3,
+        )
+        fields = {"twin": batch["twin"]}
+
+        def alone(perturb: Callable[..., Any] = perturb, fields: Any = fields) -> Any:
+            return perturb(batch["image"], maps, ranks, num_kept, fields, keys)
+
+        timed(alone)
+        rows.append(
+            {
+                "metric": name,
+                "label": get_metric(name).label,
+                "evaluate_ms_per_img": 1e3 * seconds / case.images,
+                "perturb_ms_per_img": 1e3 * best_seconds(alone, case.repeats) / case.batch,
+                "forward_ms_per_img": 1e3 * forward_s / case.batch,
+            }
+        )
+    black = rows[0]
+    for row in rows:
+        row["evaluate_x_black"] = row["evaluate_ms_per_img"] / black["evaluate_ms_per_img"]
+        row["perturb_x_forward"] = row["perturb_ms_per_img"] / row["forward_ms_per_img"]
+    return rows
+
+
+def imputer_table(case: Case, rows: Sequence[dict[str, Any]]) -> str:
+    header = ("metric", "evaluate ms/img (x black)", "perturb ms/img (x forward)")
+    forward = rows[0]["forward_ms_per_img"]
+    lines = [f"{case.describe()}: evaluate with metrics [AD, X]; forward {forward:.2f} ms/img"]
+    table_rows = [header] + [
+        (
+            f"{r['label']} ({r['metric']})",
+            f"{r['evaluate_ms_per_img']:.2f} ({r['evaluate_x_black']:.2f})",
+            f"{r['perturb_ms_per_img']:.3f} ({r['perturb_x_forward']:.2f})",
+        )
+        for r in rows
+    ]
+    widths = [max(len(row[i]) for row in table_rows) for i in range(len(header))]
+    lines += [
+        " | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in table_rows
+    ]
+    lines.insert(2, "-+-".join("-" * w for w in widths))
+    return "\n".join(lines)
+
+
 def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[Case]]:
     parser = argparse.ArgumentParser(description="Table-1 evaluation throughput vs the floor")
     on_gpu = jax.default_backend() == "gpu"
@@ -373,6 +483,9 @@ def parse(argv: Sequence[str] | None) -> tuple[argparse.Namespace, list[Case]]:
     parser.add_argument("--images", type=int, help="images of the evaluate call (16 batches)")
     parser.add_argument("--masked-batch", type=int, default=512, help="masked images per call")
     parser.add_argument("--json", help="write the numbers to this path")
+    parser.add_argument(
+        "--imputers", action="store_true", help="time BAD's other fills against black instead"
+    )
     args = parser.parse_args(argv)
     if args.preset and args.quick:
         parser.error("--preset and --quick exclude each other")
@@ -436,14 +549,20 @@ def main(argv: Sequence[str] | None = None) -> list[dict[str, Any]]:
         f"jax {jax.__version__}"
     )
     print(header, flush=True)
-    log = CompileLog()
     results = []
-    for case in cases:
-        results.append(run_case(case, log))
-        print(f"  done: {case.describe()} ({time.perf_counter() - start:.0f} s)", flush=True)
-    print(table(results))
-    for r in results:
-        print(details(r))
+    if args.imputers:
+        for case in cases:
+            rows = imputer_costs(case)
+            print(imputer_table(case, rows), flush=True)
+            results.extend({"config": case.describe(), **row} for row in rows)
+    else:
+        log = CompileLog()
+        for case in cases:
+            results.append(run_case(case, log))
+            print(f"  done: {case.describe()} ({time.perf_counter() - start:.0f} s)", flush=True)
+        print(table(results))
+        for r in results:
+            print(details(r))
     wall = time.perf_counter() - start
     print(f"wall {wall:.1f} s", flush=True)
     if args.json:

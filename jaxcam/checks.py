@@ -2,15 +2,11 @@
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
-import flax.linen as nn
 import jax
 import jax.numpy as jnp
 import numpy as np
-
-if TYPE_CHECKING:
-    from jaxcam.models.protocol import Explainable
 
 
 def check_image_batch(x: Any, in_channels: int, min_size: int = 1) -> None:
@@ -73,31 +69,6 @@ def check_alpha(alpha: Any) -> float:
     if not 0.0 < float(alpha) < 1.0:
         raise ValueError(f"alpha must lie in (0, 1), got {alpha}")
     return float(alpha)
-
-
-def check_bound_model(model: Any, name: str = "model") -> None:
-    """A bound split model (``jaxcam.bind(module, variables)``), not a bare flax module:
-    it has every member of :class:`jaxcam.models.Explainable`."""
-    # Imported here: jaxcam.models (base.py) imports this module.
-    from jaxcam.models.protocol import OPTIONAL_MEMBERS, REQUIRED_MEMBERS
-
-    if isinstance(model, nn.Module):
-        raise TypeError(
-            f"{name} is an unbound {type(model).__name__} (a flax module without its "
-            "variables); use jaxcam.bind(module, variables)"
-        )
-    missing = [a for a in REQUIRED_MEMBERS if not hasattr(model, a)]
-    if missing:
-        raise TypeError(
-            f"{name} must be a bound split model (jaxcam.bind(module, variables)); "
-            f"{type(model).__name__} has no {', '.join(missing)}"
-        )
-    missing = [a for a in OPTIONAL_MEMBERS if not hasattr(model, a)]
-    if missing:
-        raise TypeError(
-            f"{name} must implement jaxcam.models.Explainable; {type(model).__name__} has no "
-            f"{', '.join(missing)} (subclass jaxcam.models.ExplainableDefaults for them)"
-        )
 
 
 def check_feature_map(feature_map: Any, channels: int | None = None) -> None:
@@ -165,17 +136,6 @@ def check_integer(value: Any, name: str, minimum: int | None = None) -> int:
     if minimum is not None and value < minimum:
         raise ValueError(f"{name} must be >= {minimum}, got {value}")
     return int(value)
-
-
-def check_explained(model: Explainable, feature_map: Any, class_index: Any) -> None:
-    """The arguments of a per-example saliency method ``(model, A (h, w, K), c)``.
-
-    The model must be bound, A one map whose K matches the head (when the model
-    knows its K: ``feature_channels``), c an integer scalar in range (unless traced).
-    """
-    check_bound_model(model)
-    check_feature_map(feature_map, model.feature_channels)
-    check_class_index(class_index, model.num_classes)
 
 
 def nan_if_out_of_range(values: Any, class_index: Any, num_classes: int) -> Any:

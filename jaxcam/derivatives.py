@@ -34,6 +34,10 @@ past it analytically (row k of M), so no per-direction matmul is done at all.
 Every function here traces its body under ``jax.default_matmul_precision
 ("highest")``: on GPUs the default float32 matmul precision is TF32-like and third
 derivatives then come out wrong by tens of percent.
+
+Integer and boolean points (``x``, ``projected``) are converted to JAX's default float
+dtype (float32; float64 with ``jax_enable_x64``) before differentiating, by both
+methods: the derivatives are those of ``f`` extended to real inputs, returned as floats.
 """
 
 from __future__ import annotations
@@ -98,6 +102,15 @@ def directional_derivatives(f: ScalarFn, x: Array, v: Array, order: int) -> tupl
 # Pure derivatives along basis directions or given directions.
 
 
+def as_real_point(x: Any) -> Array:
+    """``x`` as a JAX array, integer and boolean dtypes converted to the default float dtype
+    (float32, or float64 with ``jax_enable_x64``); float and complex arrays are unchanged."""
+    x = jnp.asarray(x)
+    if not jnp.issubdtype(x.dtype, jnp.inexact):
+        x = x.astype(jax.dtypes.canonicalize_dtype(jnp.float64))
+    return x
+
+
 def _check_method(method: str) -> None:
     if method not in METHODS:
         raise ValueError(f"method must be one of {METHODS}, got {method!r}")
@@ -144,18 +157,20 @@ def pure_derivatives(
 
     Args:
       f: scalar function of ``x``.
-      x: array, any shape (e.g. a feature map A of shape (h, w, K)).
+      x: array, any shape (e.g. a feature map A of shape (h, w, K)). An integer or
+        boolean ``x`` is converted to the default float dtype first (float32; float64
+        with ``jax_enable_x64``), with either method.
       order: highest order (default 3, what Grad-CAM++ needs).
       method: ``taylor`` (default) or ``nested_jvp`` (the reference).
       chunk_size: basis directions vmapped at once; ``None`` picks a size that keeps
         each intermediate below ~16 MB (taylor, per example) or ~64 MB (nested_jvp).
 
     Returns:
-      ``order`` arrays shaped like ``x``: first, second, ... derivatives.
+      ``order`` arrays shaped like ``x`` (float; see ``x``): first, second, ... derivatives.
     """
     check_order(order)
     _check_method(method)
-    x = jnp.asarray(x)
+    x = as_real_point(x)
     flat = x.reshape(-1)
     derivatives = derivatives_along(
         lambda y: f(y.reshape(x.shape)), flat, None, order, method=method, chunk_size=chunk_size
@@ -176,7 +191,7 @@ def derivatives_along(
 
     Args:
       h: scalar function of a vector x (n,).
-      x: point (n,).
+      x: point (n,); an integer or boolean x is converted to the default float dtype.
       directions: U (K, n), one direction per row (cast to x's dtype); ``None``
         means the n basis directions (U = identity, never materialised).
       order: highest order.
@@ -190,7 +205,7 @@ def derivatives_along(
     check_order(order)
     _check_method(method)
     check_chunk_size(chunk_size)
-    x = jnp.asarray(x)
+    x = as_real_point(x)
     size = x.size
     if directions is not None:
         directions = jnp.asarray(directions).astype(x.dtype)
@@ -246,7 +261,8 @@ def pure_derivatives_pooled(
 
     Args:
       h: scalar function of the projected features s = P(A) M (m,).
-      projected: s at the explained A, (m,).
+      projected: s at the explained A, (m,) (integer or boolean: converted to the
+        default float dtype).
       pool_weights: w, (h, w); global average pooling is ``full((h, w), 1/z)``.
       projection: M, (K, m); ``None`` means the identity (h takes P(A) itself).
       order: highest order.
@@ -256,6 +272,7 @@ def pure_derivatives_pooled(
     Returns:
       ``order`` arrays of shape (h, w, K), in the dtype of ``projected``.
     """
+    projected = as_real_point(projected)
     if projected.ndim != 1:
         raise ValueError(f"projected features must have shape (m,), got {projected.shape}")
     if pool_weights.ndim != 2:

@@ -13,8 +13,10 @@ maps the way lesion masks do, this module provides
 
 Maps are (H, W) floats in [0, 1]; masks are (H, W) bool. Every jnp function acts on
 one image and is jit- and vmap-able (callers batch with ``jax.vmap``); Gaussian widths,
-radii and shapes are static Python numbers. Convolutions zero-pad and run at
-``Precision.HIGHEST`` so a GPU does not round them to TF32. The rank statistics are
+radii and shapes are static Python numbers. Blurs of maps built from the mask zero-pad
+and run at ``Precision.HIGHEST`` so a GPU does not round them to TF32; the random
+reference map (:func:`random_noise`) instead blurs on a torus (FFT), so that it has no
+border and its distribution is the same at every pixel. The rank statistics are
 host-side numpy.
 """
 
@@ -27,6 +29,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 import numpy as np
+from jax.scipy.stats import norm
 
 from jaxcam.evaluation import ReferenceMap
 from jaxcam.saliency.maps import normalise
@@ -177,7 +180,11 @@ def noisy_mix(saliency: Array, key: Array, weight: float | Array) -> Array:
 
 
 def centre_blob(shape: tuple[int, int], sigma: float, dtype: jnp.dtype = jnp.float32) -> Array:
-    """An isotropic Gaussian (std ``sigma`` px) at the image centre, max 1: ``shape``."""
+    """An isotropic Gaussian (std ``sigma`` px) at the image centre, max 1: ``shape``.
+
+    Deliberately position-dependent: it stands for a map that ignores the image and
+    always points at the centre (where lesions often are), a prior, not a random map.
+    """
     height, width = shape
     rows = jnp.arange(height, dtype=dtype)[:, None] - (height - 1) / 2
     cols = jnp.arange(width, dtype=dtype)[None, :] - (width - 1) / 2
@@ -185,20 +192,87 @@ def centre_blob(shape: tuple[int, int], sigma: float, dtype: jnp.dtype = jnp.flo
 
 
 def uniform_map(shape: tuple[int, int], dtype: jnp.dtype = jnp.float32) -> Array:
-    """The map that is 1 everywhere: ``shape``."""
+    """The map that is 1 everywhere: ``shape``.
+
+    Deliberately not random: every pixel ties, so under BAD the evaluation's tie order
+    decides which pixels are kept (for ``ties="smooth"`` that is
+    :func:`jaxcam.metrics.smooth_random_field`, the family the demo trains its occlusion
+    on); AD sees the whole image.
+    """
     return jnp.ones(shape, dtype)
 
 
-def random_noise(
-    key: Array, shape: tuple[int, int], sigma: float, dtype: jnp.dtype = jnp.float32
-) -> Array:
-    """Uniform pixel noise blurred with std ``sigma`` px (blobs, like real maps): ``shape``.
+NOISE_TRANSFORMS: tuple[str, ...] = ("cdf", "rank")
 
-    Min-max normalised to [0, 1] (min 0, max 1); ``sigma=0`` leaves the noise unblurred.
+
+def periodic_gaussian_kernel(size: int, sigma: float, dtype: jnp.dtype = jnp.float32) -> Array:
+    """:func:`gaussian_kernel` wrapped onto a circle of ``size`` pixels: (size,), sums to 1.
+
+    Entry ``i`` is the weight of every offset ``d`` with ``d = i (mod size)`` (the
+    kernel is cut at ceil(4 sigma) first; offsets longer than the circle add up).
     """
-    noise = gaussian_blur(jax.random.uniform(key, shape, dtype), sigma)
-    low, high = jnp.min(noise), jnp.max(noise)
-    return jnp.where(high > low, (noise - low) / jnp.where(high > low, high - low, 1.0), 0.0)
+    kernel = gaussian_kernel(sigma, dtype)
+    radius = (kernel.shape[0] - 1) // 2
+    offsets = jnp.arange(-radius, radius + 1) % size
+    return jnp.zeros((size,), dtype).at[offsets].add(kernel)
+
+
+def periodic_gaussian_field(key: Array, shape: tuple[int, int], sigma: float) -> Array:
+    """White Gaussian noise blurred on a torus, scaled to unit variance: (H, W) float32.
+
+    ``z = (k * n) / sqrt(sum k^2)`` with ``n`` i.i.d. N(0, 1) pixels, ``k`` the separable
+    Gaussian of std ``sigma`` px wrapped onto the image's torus
+    (:func:`periodic_gaussian_kernel`) and ``*`` circular convolution (FFT). Every pixel
+    is exactly N(0, 1); the field is stationary (its law is the same under any cyclic
+    shift), with correlation ``sum_q k(q) k(q + d) / sum k^2`` at offset ``d``:
+    ``exp(-|d|^2 / (4 sigma^2))`` while ``4 sigma`` is well below the image side.
+    """
+    height, width = shape
+    noise = jax.random.normal(key, shape, jnp.float32)
+    rows = periodic_gaussian_kernel(height, sigma)
+    cols = periodic_gaussian_kernel(width, sigma)
+    transfer = jnp.fft.fft(rows)[:, None] * jnp.fft.fft(cols)[None, :]
+    field = jnp.real(jnp.fft.ifft2(jnp.fft.fft2(noise) * transfer))
+    scale = jnp.sqrt(jnp.sum(rows**2) * jnp.sum(cols**2))  # std of k * n
+    return field / scale
+
+
+def random_noise(
+    key: Array,
+    shape: tuple[int, int],
+    sigma: float,
+    dtype: jnp.dtype = jnp.float32,
+    *,
+    transform: str = "cdf",
+) -> Array:
+    """A smooth random map with the same distribution at every pixel, in [0, 1]: ``shape``.
+
+    The field is :func:`periodic_gaussian_field` (white Gaussian noise blurred with std
+    ``sigma`` px under periodic boundary conditions: blobs, like real maps, but no
+    border), mapped to [0, 1] by
+
+    * ``transform="cdf"`` (default): the standard normal CDF of the unit-variance field,
+      a fixed function of each pixel, so every pixel is exactly Uniform(0, 1) (mean 1/2,
+      std 1/sqrt(12)) and the map's range varies from map to map;
+    * ``transform="rank"``: the pixel's rank (0 for the smallest) over ``H*W - 1``: min 0,
+      max 1, every pixel uniform on those ``H*W`` values.
+
+    Never min-max normalised: on a zero-padded blur that scaling made the border dim and
+    the centre bright (a vignette). Each pixel's law is the same (stationary), so on
+    average the map keeps a share alpha of any lesion at alpha, wherever it lies.
+    ``sigma=0`` gives i.i.d. pixels. The construction is independent of BAD's ``smooth``
+    tie order and the occlusion augmentation (:func:`jaxcam.metrics.smooth_random_field`:
+    bilinearly upsampled uniform grids, whose blobs are about a quarter of the image).
+    """
+    if transform not in NOISE_TRANSFORMS:
+        raise ValueError(f"transform must be one of {NOISE_TRANSFORMS}, got {transform!r}")
+    field = periodic_gaussian_field(key, shape, sigma)
+    if transform == "cdf":
+        mapped = norm.cdf(field)
+    else:
+        ranks = jnp.argsort(jnp.argsort(field.reshape(-1))).astype(jnp.float32)
+        mapped = (ranks / max(ranks.shape[0] - 1, 1)).reshape(shape)
+    return mapped.astype(dtype)
 
 
 def inverted(saliency: Array) -> Array:
@@ -230,6 +304,8 @@ LADDER_QUALITY: dict[str, int] = {
   background, but most of the energy lies outside. Neither flaw of the two rungs at 2
   is clearly worse, so they tie.
 * 1 ``centre_blob``, ``uniform``, ``noise``: uninformative: they ignore the lesion.
+  ``noise`` is position-neutral (:func:`random_noise`: every pixel has the same law);
+  ``centre_blob`` (always the centre) and ``uniform`` (all tied) are deliberately not.
 * 0 ``inverted``: misleading: hot everywhere except on the lesion, worse than chance.
 """
 
@@ -243,6 +319,7 @@ def ladder(
     shift_fraction: float | None = None,
     noise_weight: float = 0.5,
     noise_sigma: float = 0.04,
+    noise_transform: str = "cdf",
     centre_sigma: float = 0.15,
 ) -> dict[str, Array]:
     """The standard ladder of maps for one lesion mask (H, W) bool: name -> (H, W) in [0, 1].
@@ -259,12 +336,17 @@ def ladder(
     * ``gt_noisy``: ``noisy_mix`` of ``ground_truth`` with weight ``noise_weight`` (0.5);
     * ``centre_blob``: a Gaussian of std ``centre_sigma * s`` (15 %) at the centre;
     * ``uniform``: all ones;
-    * ``noise``: uniform noise blurred with std ``noise_sigma * s`` (4 %);
+    * ``noise``: :func:`random_noise` with std ``noise_sigma * s`` (4 %) and
+      ``noise_transform`` (``cdf``): a stationary random map, blurred on a torus;
     * ``inverted``: ``1 - ground_truth``.
 
-    Every rung is renormalised to max 1, as :func:`jaxcam.saliency_maps` does. ``key``
-    drives ``gt_noisy`` and ``noise``; the other rungs do not depend on it. The keys of
-    the result are those of :data:`LADDER_QUALITY`. vmap over ``(mask, key)`` to batch.
+    Every rung is renormalised to max 1, as :func:`jaxcam.saliency_maps` does (for
+    ``noise`` a division of the whole map by one number, which keeps every pixel's law
+    the same). ``key`` drives ``gt_noisy`` and ``noise``; the other rungs do not depend
+    on it. Only the random parts are position-neutral (``noise``, and ``gt_noisy``'s
+    i.i.d. clutter); the other rungs sit where the lesion (or, for ``centre_blob``, the
+    centre) is, by design. The keys of the result are those of :data:`LADDER_QUALITY`.
+    vmap over ``(mask, key)`` to batch.
     """
     height, width = mask.shape
     side = min(height, width)
@@ -287,7 +369,9 @@ def ladder(
         "gt_noisy": noisy_mix(truth, mix_key, noise_weight),
         "centre_blob": centre_blob((height, width), centre_sigma * side),
         "uniform": uniform_map((height, width)),
-        "noise": random_noise(noise_key, (height, width), noise_sigma * side),
+        "noise": random_noise(
+            noise_key, (height, width), noise_sigma * side, transform=noise_transform
+        ),
         "inverted": inverted(truth),
     }
     return {name: normalise(rungs[name]) for name in LADDER_QUALITY}

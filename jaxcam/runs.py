@@ -6,6 +6,7 @@ A run folder written by :func:`jaxcam.train.fit` (and ``jaxcam train``)::
     checkpoints/latest/<step>  the newest training state (every N steps, each epoch end)
     checkpoints/best/<step>    the state with the best validation score so far
     history.json              one line per epoch: loss, validation accuracy and ROC AUC
+    .lock                     held by the process training in the folder (one at a time)
 
 The checkpoints are :class:`jaxcam.checkpoints.CheckpointStore`'s. :func:`open_run`
 refuses a folder whose ``run.json`` describes another model or data set;
@@ -21,7 +22,7 @@ import os
 from pathlib import Path
 from typing import Any
 
-from jaxcam.checkpoints import CheckpointStore, json_ready
+from jaxcam.checkpoints import LOCK_FILE, CheckpointStore, json_ready
 from jaxcam.models.base import CAMClassifier, SplitModel, bind
 from jaxcam.models.init import variable_shapes
 from jaxcam.models.pixel_stats import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD
@@ -136,13 +137,13 @@ def open_run(run_dir: str | os.PathLike, record: dict[str, Any]) -> bool:
                 "use a new --run-dir (its checkpoints are left untouched)"
             )
         return True
-    if run_dir.exists() and any(run_dir.iterdir()):
+    if run_dir.exists() and any(p.name != LOCK_FILE for p in run_dir.iterdir()):
         raise ValueError(
             f"{os.fspath(run_dir)!r} exists and is not empty but has no {RUN_FILE}; "
             "choose a new or empty folder"
         )
     run_dir.mkdir(parents=True, exist_ok=True)
-    temporary = run_dir / (RUN_FILE + ".tmp")
+    temporary = run_dir / f".{RUN_FILE}.{os.getpid()}.tmp"  # two starting at once: no mix
     temporary.write_text(json.dumps(record, indent=2) + "\n")
     temporary.replace(run_dir / RUN_FILE)
     return False
@@ -153,15 +154,20 @@ def write_history(run_dir: str | os.PathLike, history: list[dict[str, Any]]) -> 
     Path(run_dir, HISTORY_FILE).write_text(json.dumps(history, indent=2) + "\n")
 
 
-def history_line(entry: dict[str, Any], epochs: int, seconds: float) -> str:
+def history_line(
+    entry: dict[str, Any], epochs: int, seconds: float, total: float | None = None
+) -> str:
     """One ``history.json`` entry (epoch, loss, validation accuracy and AUC) as a log line,
-    with the seconds the run has taken."""
+    with ``seconds`` (``"(13 s)"``), or, given ``total``, the epoch's own seconds and the
+    run's so far (``"(4.2 s; 13.0 s in all)"``)."""
     line = f"epoch {entry['epoch']}/{epochs}  loss {entry['loss']:.4f}"
     if "val_accuracy" in entry:
         line += f"  val accuracy {entry['val_accuracy']:.3f}"
         auc = entry["val_auc"]
         line += f"  val AUC {auc:.3f}" if auc is not None else "  val AUC n/a"
-    return f"{line}  ({seconds:.0f} s)"
+    if total is None:
+        return f"{line}  ({seconds:.0f} s)"
+    return f"{line}  ({seconds:.1f} s; {total:.1f} s in all)"
 
 
 def load_trained_model(run_dir: str | os.PathLike, checkpoint: str = "best") -> SplitModel:

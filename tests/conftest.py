@@ -86,3 +86,37 @@ def load_script(relative_path: str):
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)
     return module
+
+
+def lanczos3_matrix(input_size: int, output_size: int) -> np.ndarray:
+    """Lanczos-3 upsampling as a matrix (output_size, input_size), float64, in numpy.
+
+    Written from the conventions of ``jax.image.scale_and_translate`` (which
+    ``jax.image.resize`` calls with scale = output / input, no translation): pixel
+    centres sit at half-integers, so output pixel i samples the input at
+    ``s = (i + 0.5) * input / output - 0.5``; input pixel j weighs
+    ``L(s - j) = sinc(s - j) sinc((s - j) / 3)`` for ``|s - j| < 3``, else 0 (the kernel
+    is widened only when downsampling, never here); only pixels inside the input count,
+    and each output's weights are divided by their sum.
+    """
+    if output_size < input_size:
+        raise ValueError("the reference covers upsampling only")
+    samples = (np.arange(output_size) + 0.5) * input_size / output_size - 0.5
+    offsets = samples[:, None] - np.arange(input_size)[None, :]
+    kernel = np.where(np.abs(offsets) < 3, np.sinc(offsets) * np.sinc(offsets / 3), 0.0)
+    return kernel / kernel.sum(axis=1, keepdims=True)
+
+
+def lanczos3_upsample_reference(saliency, size: tuple[int, int]) -> np.ndarray:
+    """A map (h, w) upsampled to ``size`` (H, W) with :func:`lanczos3_matrix` (separable)."""
+    values = np.asarray(saliency, np.float64)
+    rows = lanczos3_matrix(values.shape[0], size[0])
+    columns = lanczos3_matrix(values.shape[1], size[1])
+    return rows @ values @ columns.T
+
+
+def normalise_reference(saliency) -> np.ndarray:
+    """A map (H, W) clipped below at 0 and divided by its maximum (0 stays 0), in numpy."""
+    clipped = np.maximum(np.asarray(saliency, np.float64), 0.0)
+    peak = clipped.max()
+    return clipped / peak if peak > 0 else clipped

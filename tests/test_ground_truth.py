@@ -217,15 +217,23 @@ def test_centre_blob_uniform_and_random_noise():
     np.testing.assert_array_equal(uniform_map((3, 5)), np.ones((3, 5)))
     key = jax.random.key(7)
     raw, smooth = random_noise(key, (32, 32), 0.0), random_noise(key, (32, 32), 2.0)
+    # the default transform is the normal CDF: inside (0, 1), not stretched to [0, 1]
+    # (the old min-max scaling made a vignette; tests/test_reference_maps.py checks it)
     for noise in (raw, smooth):
-        assert float(jnp.min(noise)) == 0.0 and float(jnp.max(noise)) == 1.0
+        assert 0.0 < float(jnp.min(noise)) and float(jnp.max(noise)) < 1.0
     np.testing.assert_array_equal(smooth, random_noise(key, (32, 32), 2.0))
+    # the rank transform takes each value k / (32 * 32 - 1), k = 0..1023, exactly once
+    ranked = np.sort(np.asarray(random_noise(key, (32, 32), 2.0, transform="rank")).ravel())
+    np.testing.assert_allclose(ranked, np.arange(1024) / 1023, atol=1e-7)
+    with pytest.raises(ValueError, match="transform"):
+        random_noise(key, (32, 32), 2.0, transform="minmax")
 
     def neighbour_correlation(x):
         x = np.asarray(x)
         return np.corrcoef(x[:, :-1].ravel(), x[:, 1:].ravel())[0, 1]
 
     # blurred noise is blob-like: neighbours are strongly correlated, raw noise's are not
+    # (sigma = 2: the field's neighbour correlation is exp(-1 / 16) = 0.94)
     assert abs(neighbour_correlation(raw)) < 0.2 and neighbour_correlation(smooth) > 0.8
 
 

@@ -72,7 +72,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         args.handler(args)
-    except (ValueError, FileNotFoundError, NotADirectoryError, ImportError) as error:
+    except (ValueError, OSError, ImportError) as error:  # OSError: e.g. PermissionError
         print(f"jaxcam {args.command}: error: {error}", file=sys.stderr)
         return 2
     except KeyboardInterrupt:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import sys
 from typing import Any
 
 import numpy as np
@@ -26,6 +27,12 @@ def explain_command(args: argparse.Namespace) -> dict[str, Any]:
     from jaxcam.viz import save_figure
 
     quiet_tfds()
+    if args.explain == "label" and args.images:
+        raise ValueError(
+            "--explain label needs labels, and --images files have none: use --explain "
+            "predicted, or a split (--split, --label)"
+        )
+    out = output_dir(args, "explain")  # first: checked before any work
     run, model, model_info = model_from_args(args)
     size, channels = int(model_info["image_size"]), int(model_info["in_channels"])
     if args.images:
@@ -56,43 +63,77 @@ def explain_command(args: argparse.Namespace) -> dict[str, Any]:
     methods = method_table(args.methods)
     scores = predict_scores(model, images)
     predicted = scores.argmax(-1)
+    # The explained class c of each image: its predicted class, or its label.
+    explained = predicted if args.explain == "predicted" else labels
+    assert explained is not None  # --explain label without labels is refused above
     maps = {
-        name: jaxcam.compute_maps(model, images, None, method, **options)[0]
+        name: jaxcam.compute_maps(model, images, explained, method, **options)[0]
         for name, (method, options) in methods.items()
     }
     label_of = lambda c: class_names[c] if c < len(class_names) else str(int(c))
-    titles = [
-        (f"label {label_of(labels[i])}, " if labels is not None else "")
-        + f"pred {label_of(predicted[i])}"
-        for i in range(len(images))
-    ]
-    out = output_dir(args, "explain")
-    save_figure(out / "figure1.png", images, None, maps, titles)
-    np.savez_compressed(out / "maps.npz", **{name: m for name, m in maps.items()})
     rows = [
         {
             "image": names[i],
             "label": None if labels is None else label_of(labels[i]),
             "predicted": label_of(predicted[i]),
+            "explained": label_of(explained[i]),
+            "explained_index": int(explained[i]),
+            "score": float(scores[i, explained[i]]),
             "scores": [float(s) for s in scores[i]],
+            "all_scores_zero": bool(np.all(scores[i] == 0)),
         }
         for i in range(len(images))
     ]
+    for row in rows:
+        row["title"] = row_title(row)
+    zero_rows = sum(row["all_scores_zero"] for row in rows)
+    degenerate = None
+    if zero_rows:
+        degenerate = (
+            f"every score is 0 for {zero_rows} of {len(rows)} images: their maps explain "
+            "nothing (a ReLU output that is 0 everywhere?)"
+        )
+        print(f"WARNING: {degenerate}", file=sys.stderr, flush=True)
+    save_figure(out / "figure1.png", images, None, maps, [row["title"] for row in rows])
+    np.savez_compressed(out / "maps.npz", **{name: m for name, m in maps.items()})
     write_json(
         out / "explain.json",
-        {"model": model_info, "methods": list(methods), "images": rows, "maps": "maps.npz"},
+        {
+            "model": model_info,
+            "methods": list(methods),
+            "explained_class": args.explain,
+            "degenerate": degenerate,
+            "images": rows,
+            "maps": "maps.npz",
+        },
     )
-    lines = ["| image | label | predicted | scores |", "|---|---|---|---|"]
+    lines = [
+        f"Explained class: {args.explain}; Y = its score.",
+        "",
+        "| image | label | predicted | explained | Y | scores | note |",
+        "|---|---|---|---|---|---|---|",
+    ]
     lines += [
-        f"| {r['image']} | {r['label'] or ''} | {r['predicted']} | "
+        f"| {r['image']} | {r['label'] or ''} | {r['predicted']} | {r['explained']} | "
+        f"{r['score']:.4g} | "
         + ", ".join(f"{s:.4g}" for s in r["scores"])
-        + " |"
+        + f" | {ZERO_NOTE if r['all_scores_zero'] else ''} |"
         for r in rows
     ]
     (out / "explain.md").write_text("\n".join(lines) + "\n")
     print("\n".join(lines))
     print(f"wrote {out / 'figure1.png'}, {out / 'maps.npz'}, {out / 'explain.json'}")
     return {"images": rows}
+
+
+ZERO_NOTE = "every score is 0: the maps explain nothing"
+
+
+def row_title(row: dict[str, Any]) -> str:
+    """A figure row's caption: label, prediction, the explained class and its score Y."""
+    title = f"label {row['label']}, " if row["label"] is not None else ""
+    title += f"pred {row['predicted']}, explained {row['explained']} (Y = {row['score']:.3g})"
+    return title + (" - every score is 0" if row["all_scores_zero"] else "")
 
 
 def add_explain_parser(commands: Any) -> None:
@@ -102,10 +143,17 @@ def add_explain_parser(commands: Any) -> None:
         help="Figure 1: saliency overlays for images",
         description="Draw saliency overlays (one row per image, one column per method) for "
         "given image files or the first N images of a split. Writes figure1.png, maps.npz "
-        "(the maps), explain.json and explain.md (label, prediction and scores per image) "
+        "(the maps), explain.json and explain.md (label, prediction, the explained class "
+        "and its score Y, and all scores per image; rows whose scores are all 0 are marked) "
         "into --out (default RUN_DIR/explain).",
     )
     add_explanation_args(explain)
+    explain.add_argument(
+        "--explain",
+        default="predicted",
+        choices=("predicted", "label"),
+        help="the class each map explains: the predicted one (default) or the label",
+    )
     explain.add_argument("--first", type=int, default=8, help="the first N images of the split")
     explain.add_argument("--label", default=None, help="only images of this class (a name)")
     explain.add_argument("--images", nargs="+", help="image files instead of a split")

@@ -1,13 +1,17 @@
 """Real images from class-per-folder directories (and prepared TFDS sets), without TensorFlow.
 
-Layouts.  ``root/<split>/<class>/*.{jpeg,jpg,png}`` (e.g. the Kaggle "Chest X-ray
+Layouts.  ``root/<split>/<class>/*.<image>`` (e.g. the Kaggle "Chest X-ray
 Images (Pneumonia)" set, ``chest_xray/{train,val,test}/{NORMAL,PNEUMONIA}/*.jpeg``)
 or ``root/<class>/*`` (ImageNet style, one split called ``"all"``, which tfds, where
 "all" is reserved, stores as "images").  The layout is
 read off the folders under ``root``: a folder holding image files is a class
-folder, one holding only sub-folders is a split folder; a mix is an error.  Hidden
-entries (``.DS_Store``, ``._x.jpeg``), ``__MACOSX`` and files with other extensions
-are ignored, as are sub-folders of class folders.  Class names are the sorted
+folder, one holding only sub-folders is a split folder; a mix is an error.  An image
+file is one with an extension of a format PIL decodes by itself (``IMAGE_EXTENSIONS``:
+.jpeg, .png, .bmp, .tif, .gif, .webp, ...).  Hidden entries (``.DS_Store``,
+``._x.jpeg``) and ``__MACOSX`` are ignored without a word; whatever else a class folder
+holds (files with other extensions, dangling symbolic links, sub-folders) is left out
+and named, with the reason, in the preparation summary and in the metadata
+(``ImageSplit.ignored``).  Class names are the sorted
 class-folder names and must be the same in every split; :func:`load_chest_xray`
 pins them to ("NORMAL", "PNEUMONIA") (NORMAL -> 0, PNEUMONIA -> 1) and needs the
 splits train/val/test (other top-level folders, such as the nested duplicate
@@ -29,11 +33,13 @@ first 10 hex digits of the SHA-256 of the resolved source path.  Features:
 ``image`` uint8 (S, S, C) PNG, ``label`` ClassLabel(class names), ``path`` Text
 (the file's path relative to ``root``, with "/").  Records are in class order, then
 file name order.  The builder metadata (``metadata.json`` next to the records)
-holds per split the labels, paths and skipped files, so labels are known without
+holds per split the labels, paths, skipped and left-out files, so labels are known without
 decoding images, and a fingerprint (relative paths and byte sizes) of the source:
 a later load whose source folder still exists but has changed raises instead of
 returning stale data.  tfds writes into a temporary folder and renames it when
-done, so a failed build leaves nothing that looks prepared.
+done, so a failed build leaves nothing that looks prepared.  While a process prepares
+a set it holds ``<data_dir>/<builder>/<config>/.prepare.lock`` (:mod:`jaxcam.locks`); a
+second process preparing the same set at the same time gets an error naming the first.
 
 Corrupt images (PIL cannot open or fully decode them, e.g. truncated files): by
 default preparing raises ``ValueError`` naming the file.  With
@@ -62,8 +68,21 @@ from etils import epath
 from PIL import Image, ImageOps
 
 from jaxcam.data.phantom import CLASS_NAMES
+from jaxcam.locks import acquire
 
-IMAGE_EXTENSIONS = (".jpeg", ".jpg", ".png")
+# Formats PIL identifies but decodes only with outside programs or handlers.
+_IDENTIFY_ONLY = frozenset({"BUFR", "EPS", "GRIB", "HDF5", "MPEG", "WMF"})
+
+
+def _decodable_extensions() -> tuple[str, ...]:
+    """File name extensions (lower case, with the dot) of the formats PIL decodes itself."""
+    Image.init()
+    formats = set(Image.OPEN) - _IDENTIFY_ONLY
+    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in formats))
+
+
+IMAGE_EXTENSIONS = _decodable_extensions()
+_IMAGE_FILES = "image files (.jpeg, .png, .bmp, .tif, ... any format PIL reads)"
 ALL_SPLIT = "all"
 _ALL_STORED = "images"  # tfds reserves "all" (the union of all splits)
 CHEST_XRAY_SPLITS = ("train", "val", "test")
@@ -201,13 +220,37 @@ def _subdirs(path: Path) -> list[str]:
         return sorted(e.name for e in entries if _visible(e) and e.is_dir())
 
 
-def _image_files(path: Path) -> list[str]:
+def _class_folder(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
+    """(image file names, [(name, why it is left out), ...]) of a class folder, sorted;
+    hidden entries are in neither."""
+    images, left_out = [], []
     with os.scandir(path) as entries:
-        return sorted(
-            e.name
-            for e in entries
-            if _visible(e) and e.is_file() and e.name.lower().endswith(IMAGE_EXTENSIONS)
-        )
+        for entry in entries:
+            if not _visible(entry):
+                continue
+            if entry.is_file() and entry.name.lower().endswith(IMAGE_EXTENSIONS):
+                images.append(entry.name)
+            elif entry.is_symlink() and not os.path.exists(entry.path):
+                left_out.append((entry.name, "dangling symbolic link"))
+            elif entry.is_dir():
+                left_out.append((entry.name, "a folder (class folders are not searched further)"))
+            elif entry.is_file():
+                suffix = Path(entry.name).suffix
+                left_out.append((entry.name, f"not an image file{f' ({suffix})' if suffix else ''}"))
+            else:
+                left_out.append((entry.name, "not a regular file"))
+    return sorted(images), sorted(left_out)
+
+
+def _image_files(path: Path) -> list[str]:
+    return _class_folder(path)[0]
+
+
+def _named(left_out: Sequence[Sequence[str]], limit: int = 3) -> str:
+    """``'a.txt' (not an image file (.txt)), ...`` for the first ``limit`` entries."""
+    shown = ", ".join(f"{path!r} ({why})" for path, why in left_out[:limit])
+    more = len(left_out) - limit
+    return shown + (f" and {more} more" if more > 0 else "")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -218,6 +261,7 @@ class _Layout:
     nested: bool
     class_names: tuple[str, ...]
     files: dict[str, tuple[tuple[str, int], ...]]
+    ignored: dict[str, tuple[tuple[str, str], ...]] = dataclasses.field(default_factory=dict)
 
     @property
     def splits(self) -> tuple[str, ...]:
@@ -254,15 +298,14 @@ def _detect(root: Path) -> tuple[bool, list[str]]:
     if not classes and not splits:
         where = f" (empty folders: {empty})" if empty else ""
         raise ValueError(
-            f"no images found in {root}{where}: expected root/<class>/*.jpeg|jpg|png "
-            "or root/<split>/<class>/*.jpeg|jpg|png"
+            f"no images found in {root}{where}: expected root/<class>/<image files> or "
+            f"root/<split>/<class>/<image files>, {_IMAGE_FILES}"
         )
     if splits and empty:
         raise ValueError(f"split folder(s) {empty} in {root} hold no class folders")
     if classes and empty:
         raise ValueError(
-            f"empty class folder(s) {[str(root / e) for e in empty]}: no "
-            f"{'/'.join(IMAGE_EXTENSIONS)} files"
+            f"empty class folder(s) {[str(root / e) for e in empty]}: no {_IMAGE_FILES}"
         )
     return bool(splits), sorted(splits, key=_split_key)
 
@@ -301,19 +344,22 @@ def _scan(
                 detail += (" and " if detail else "") + f"has unexpected folder(s) {extra}"
             raise ValueError(f"{where} {detail}; every split needs exactly {list(names)}")
     files: dict[str, tuple[tuple[str, int], ...]] = {}
+    ignored: dict[str, tuple[tuple[str, str], ...]] = {}
     for split in found:
         prefix = f"{split}/" if nested else ""
         entries: list[tuple[str, int]] = []
+        left_out: list[tuple[str, str]] = []
         for label, name in enumerate(names):
             folder = root / prefix / name
-            images = _image_files(folder)
+            images, others = _class_folder(folder)
             if not images:
-                raise ValueError(
-                    f"empty class folder {str(folder)!r}: no {'/'.join(IMAGE_EXTENSIONS)} files"
-                )
+                found_there = f" (left out: {_named(others)})" if others else ""
+                raise ValueError(f"empty class folder {str(folder)!r}: no {_IMAGE_FILES}{found_there}")
             entries.extend((f"{prefix}{name}/{file}", label) for file in images)
+            left_out.extend((f"{prefix}{name}/{file}", why) for file, why in others)
         files[split] = tuple(entries)
-    return _Layout(root, nested, names, files)
+        ignored[split] = tuple(left_out)
+    return _Layout(root, nested, names, files, ignored)
 
 
 def split_names(source_dir: str | os.PathLike) -> tuple[str, ...]:
@@ -354,6 +400,18 @@ class JaxcamImageFolder(tfds.core.GeneratorBasedBuilder):
     def __init__(self, *, skip_corrupt: bool = False, **kwargs: Any):
         self._skip_corrupt = bool(skip_corrupt)
         super().__init__(**kwargs)
+
+    def _log_download_bytes(self) -> None:
+        # tfds' own line ("Downloading and preparing dataset Unknown size ...") is wrong
+        # here: nothing is downloaded, the images are read from the source folder.
+        cfg = self.builder_config
+        print(
+            f"preparing {cfg.source_dir} ({cfg.image_size}x{cfg.image_size}x{cfg.channels}) "
+            f"into {self.data_dir} (first use only; later runs read it from there)"
+        )
+
+    def _log_download_done(self) -> None:
+        print(f"prepared {self.builder_config.source_dir} into {self.data_dir}")
 
     def _info(self) -> tfds.core.DatasetInfo:
         cfg = self.builder_config
@@ -407,10 +465,17 @@ class JaxcamImageFolder(tfds.core.GeneratorBasedBuilder):
             yield relative, {"image": _png(image), "label": label, "path": relative}
         if not labels:
             raise ValueError(f"split {split!r} of {layout.root} has no readable images")
+        ignored = layout.ignored.get(split, ())
+        if ignored:
+            print(
+                f"left out {len(ignored)} entr{'y' if len(ignored) == 1 else 'ies'} of split "
+                f"{split!r} that are not image files: {_named(ignored)} (ImageSplit.ignored)"
+            )
         self.info.metadata["splits"][split] = {
             "labels": labels,
             "paths": paths,
             "skipped": skipped,
+            "ignored": [list(entry) for entry in ignored],
         }
 
 
@@ -439,6 +504,33 @@ def _prepare(
     )
     builder = builder_cls(config=config, skip_corrupt=skip_corrupt, **common)
     if builder.is_prepared():
+        return _checked_prepared(builder, root, split, skip_corrupt)
+    layout = _scan(_check_dir(source_dir), builder_cls.PINNED_CLASSES, builder_cls.PINNED_SPLITS)
+    _check_split(split, layout.splits)
+    busy = lambda holder: (
+        f"{root} is being prepared into {builder.data_path} by {holder}; wait for it to "
+        "finish, then run again"
+    )
+    lock = Path(common["data_dir"], builder_cls.name, name, ".prepare.lock")
+    with acquire(lock, busy):
+        builder = builder_cls(config=config, skip_corrupt=skip_corrupt, **common)
+        if builder.is_prepared():  # by another process since the check above
+            return _checked_prepared(builder, root, split, skip_corrupt)
+        config = dataclasses.replace(config, class_names=layout.class_names)
+        builder = builder_cls(config=config, skip_corrupt=skip_corrupt, **common)
+        builder.download_and_prepare(
+            download_config=tfds.download.DownloadConfig(try_download_gcs=False)
+        )
+    return builder
+
+
+def _checked_prepared(
+    builder: JaxcamImageFolder, root: Path, split: str, skip_corrupt: bool
+) -> JaxcamImageFolder:
+    """``builder`` (prepared) once its source is unchanged, its skipped files allowed and
+    ``split`` one of its splits."""
+    builder_cls = type(builder)
+    if True:
         meta = builder.info.metadata
         if root.is_dir():
             layout = _scan(root, builder_cls.PINNED_CLASSES, builder_cls.PINNED_SPLITS)
@@ -455,14 +547,6 @@ def _prepare(
             )
         _check_split(split, tuple(meta["splits"]))
         return builder
-    layout = _scan(_check_dir(source_dir), builder_cls.PINNED_CLASSES, builder_cls.PINNED_SPLITS)
-    _check_split(split, layout.splits)
-    config = dataclasses.replace(config, class_names=layout.class_names)
-    builder = builder_cls(config=config, skip_corrupt=skip_corrupt, **common)
-    builder.download_and_prepare(
-        download_config=tfds.download.DownloadConfig(try_download_gcs=False)
-    )
-    return builder
 
 
 def _tfds_split(split: str) -> str:
@@ -487,7 +571,9 @@ class ImageSplit:
     ``image`` float32 (S, S, C) in [0, 1], ``label`` and ``index`` np.int32 scalars.
     ``labels`` int32 (N,) and ``paths`` (relative to the source folder; None for
     :func:`load_tfds`) are known without decoding images; ``skipped`` lists corrupt
-    files left out when preparing.  ``data_path`` is the prepared data folder.
+    files left out when preparing, ``ignored`` the other entries of the class folders
+    left out (``(path, reason)``: not an image file, a dangling link, a sub-folder).
+    ``data_path`` is the prepared data folder.
     """
 
     name: str
@@ -502,9 +588,15 @@ class ImageSplit:
     image_key: str = "image"
     label_key: str = "label"
     convert: bool = dataclasses.field(default=False, repr=False)
+    ignored: tuple[tuple[str, str], ...] = ()
 
     def __len__(self) -> int:
         return len(self.labels)
+
+    @property
+    def num_ignored(self) -> int:
+        """Number of entries of the class folders left out as not image files."""
+        return len(self.ignored)
 
     @property
     def num_skipped(self) -> int:
@@ -563,6 +655,7 @@ def _folder_split(builder: JaxcamImageFolder, split: str) -> ImageSplit:
         labels=np.asarray(meta["labels"], dtype=np.int32),
         paths=tuple(meta["paths"]),
         skipped=tuple(meta["skipped"]),
+        ignored=tuple((path, why) for path, why in meta.get("ignored", [])),
         data_path=os.fspath(builder.data_path),
         records=builder.as_data_source(
             _tfds_split(split), decoders={"path": tfds.decode.SkipDecoding()}

@@ -20,7 +20,7 @@ import jax
 import numpy as np
 
 from jaxcam.batching import Batch, array_batches
-from jaxcam.checks import check_alpha, check_bound_model, check_integer
+from jaxcam.checks import check_alpha, check_integer
 from jaxcam.evaluation.engine import Progress, engine_for
 from jaxcam.evaluation.results import Evaluation, evaluation_from_sums
 from jaxcam.evaluation.step import EvaluationSums, Explainer, ReferenceMap, StepConfig
@@ -32,7 +32,7 @@ from jaxcam.metrics import (
     check_metrics,
     check_ties,
 )
-from jaxcam.models.protocol import Explainable
+from jaxcam.models.protocol import Explainable, check_bound_model
 from jaxcam.saliency.registry import PAPER_METHODS, method_info, method_rows
 
 

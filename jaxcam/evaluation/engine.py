@@ -11,7 +11,7 @@ from __future__ import annotations
 import functools
 import sys
 import time
-from collections.abc import Callable, Iterable, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from typing import Any
 
 import jax
@@ -91,11 +91,12 @@ class Engine:
         sums = zero_evaluation_sums(config)
         sums = jax.device_put(sums, self.replicated)
         model = jax.device_put(model, self.replicated)
-        done, in_flight = 0, None
-        for host_batch, count in fixed_size_batches(
+        done, finished, in_flight = 0, 0, None
+        local = fixed_size_batches(
             batches, self.batch_size, ("image", "label", *config.batch_fields())
-        ):
-            if done == 0:
+        )
+        for host_batch, count in _agreed_steps(local):
+            if done == 0 and count:
                 check_image_batch(host_batch["image"], module.in_channels, module.min_input_size)
             labels = check_class_indices(
                 host_batch["label"][:count], config.num_classes, count, name="labels"
@@ -113,16 +114,56 @@ class Engine:
             sums = self.step(model, sums, device_batch)
             if in_flight is not None:  # at most two steps in flight
                 jax.block_until_ready(in_flight)
+                if progress is not None:  # the previous step's images are computed
+                    progress(finished, False)
             in_flight = sums.images
+            finished = done + count
             done += count
-            if progress is not None:
-                progress(done, False)
         if done == 0:
             raise ValueError("no images to evaluate: the data is empty")
         sums = jax.device_get(sums)
         if progress is not None:
             progress(done, True)
         return sums
+
+
+def _agreed_steps(
+    local: Iterator[tuple[dict[str, np.ndarray], int]],
+) -> Iterator[tuple[dict[str, np.ndarray], int]]:
+    """This process's ``(batch, count)`` items, as many as the process with the most.
+
+    Every process must run the sharded step the same number of times. With several
+    processes, each step they first agree (a host all-gather of one flag) on whether any
+    still has data; one that has run out feeds an all-padding batch (``count`` 0, every
+    row invalid) shaped like its earlier batches. A process with no data at all cannot
+    shape one: every process then raises the same ValueError instead of waiting forever.
+    """
+    if jax.process_count() == 1:
+        yield from local
+        return
+    from jax.experimental import multihost_utils
+
+    template: dict[str, np.ndarray] | None = None  # zeros shaped like this process's batches
+    while True:
+        item = next(local, None)
+        if item is not None and template is None:
+            template = {k: np.zeros_like(v) for k, v in item[0].items()}
+        shaped = template is not None
+        flags = np.asarray(
+            multihost_utils.process_allgather(np.asarray([item is not None, shaped], np.int32))
+        ).reshape(-1, 2)
+        if not flags[:, 0].any():
+            return
+        if not flags[:, 1].all():
+            empty = [int(p) for p in np.flatnonzero(flags[:, 1] == 0)]
+            raise ValueError(
+                f"process(es) {empty} have no images while others do: give every process "
+                "at least one batch of the data"
+            )
+        if item is None:
+            assert template is not None
+            item = ({k: v.copy() for k, v in template.items()}, 0)
+        yield item
 
 
 @functools.lru_cache(maxsize=32)

@@ -41,7 +41,9 @@ def _raised(summary: Any) -> bool:
     return bool(getattr(summary, "mostly_increased", False))
 
 
-def table_cells(rows: Mapping[str, MethodResult]) -> tuple[list[str], list[list[str]], list[str]]:
+def table_cells(
+    rows: Mapping[str, MethodResult], compact: bool = False
+) -> tuple[list[str], list[list[str]], list[str]]:
     """``(header, cells per row, notes)`` of a table of ``rows`` (display name -> row).
 
     Columns: each metric's value (marked ``^`` when most masked images raised the score,
@@ -50,27 +52,32 @@ def table_cells(rows: Mapping[str, MethodResult]) -> tuple[list[str], list[list[
     (O - Y)/Y and the median O/Y, the share of kept pixels a tie-break chose and each
     per-alpha metric's mean over the alpha curve, the images whose ratio is undefined
     (the first metric's: Y <= 0, or Y or O NaN/inf), and of those the images whose Y or
-    O is NaN or inf (per metric).
+    O is NaN or inf (per metric). ``compact``: only each metric's value, the tie share
+    and the image counts (to compare many metrics side by side).
     """
     first = next(iter(rows.values()), None)
     names = list(first.metrics) if first is not None else []
     metrics = [get_metric(n) for n in names]
     labels = [m.label for m in metrics]
-    signed = [m for m in metrics if m.signed_columns]
+    signed = [m for m in metrics if m.signed_columns and not compact]
     per_alpha = [m for m in metrics if m.per_alpha]
-    header = ["method", *labels, *(f"Incorrect % {label}" for label in labels)]
+    curves = [] if compact else per_alpha
+    header = ["method", *labels]
+    if not compact:
+        header += [f"Incorrect % {label}" for label in labels]
     for m in signed:
         header += [f"O>Y % {m.label}", f"mean (O-Y)/Y {m.label}", f"median O/Y {m.label}"]
     if per_alpha:
         header.append("ties % " + "/".join(m.label for m in per_alpha))
-    header += [f"{m.label} curve mean" for m in per_alpha]
+    header += [f"{m.label} curve mean" for m in curves]
     header += ["excluded", "non-finite " + "/".join(labels)]
     cells = []
     for name, result in rows.items():
         summaries = [result.metrics[m.name] for m in metrics]
         row = [name]
         row += [_cell(s.value) + (RAISED_MARK if _raised(s) else "") for s in summaries]
-        row += [_cell(s.incorrect, percent=True) for s in summaries]
+        if not compact:
+            row += [_cell(s.incorrect, percent=True) for s in summaries]
         for m in signed:
             s = result.metrics[m.name]
             row += [
@@ -80,7 +87,7 @@ def table_cells(rows: Mapping[str, MethodResult]) -> tuple[list[str], list[list[
             ]
         if per_alpha:
             row.append(_cell(result.tie_decided, percent=True))
-        row += [_cell(result.curve_areas[m.name]) for m in per_alpha]
+        row += [_cell(result.curve_areas[m.name]) for m in curves]
         row += [
             str(summaries[0].num_excluded) if summaries else "0",
             "/".join(str(s.num_nonfinite) for s in summaries),
@@ -90,9 +97,9 @@ def table_cells(rows: Mapping[str, MethodResult]) -> tuple[list[str], list[list[
     return header, cells, [RAISED_NOTE] if raised else []
 
 
-def format_table(rows: Mapping[str, MethodResult]) -> str:
+def format_table(rows: Mapping[str, MethodResult], compact: bool = False) -> str:
     """Table 1 as aligned text (see :func:`table_cells` for the columns)."""
-    header, cells, notes = table_cells(rows)
+    header, cells, notes = table_cells(rows, compact)
     lines = [header, *cells]
     widths = [max(len(row[i]) for row in lines) for i in range(len(header))]
     text = [" | ".join(c.ljust(w) for c, w in zip(row, widths, strict=True)) for row in lines]
@@ -100,9 +107,9 @@ def format_table(rows: Mapping[str, MethodResult]) -> str:
     return "\n".join(text + notes)
 
 
-def markdown_table(rows: Mapping[str, MethodResult]) -> str:
+def markdown_table(rows: Mapping[str, MethodResult], compact: bool = False) -> str:
     """Table 1 as a markdown table, notes below (same cells as :func:`format_table`)."""
-    header, cells, notes = table_cells(rows)
+    header, cells, notes = table_cells(rows, compact)
     out = ["| " + " | ".join(header) + " |", "|" + "---|" * len(header)]
     out += ["| " + " | ".join(row) + " |" for row in cells]
     return "\n".join(out + ([""] + notes if notes else []))

@@ -29,7 +29,7 @@ from jaxcam.metrics import (
     threshold_split,
     tie_priority,
 )
-from jaxcam.models.base import apply_output
+from jaxcam.models.outputs import apply_output
 from jaxcam.models.protocol import Explainable
 from jaxcam.saliency.maps import explain_feature_map, for_image, normalise
 from jaxcam.saliency.registry import example_method

@@ -66,6 +66,10 @@ class EvaluationConfig:
     ties: str = DEFAULT_TIES
     explain: str = "predicted"  # or "label"
     figure_images: int = 4  # rows of Figure 1
+    # With lesion-free twins (the phantom): the model's reliance on the lesions, and a
+    # table of these metrics on the lesion-reliant images of the focus class.
+    reliant_metrics: tuple[str, ...] = ()
+    reliance_threshold: float = 0.5  # r = (Y - Y_twin) / Y above which an image counts
 
 
 @dataclasses.dataclass(frozen=True)

@@ -18,11 +18,13 @@ PHANTOM_IMAGE_SIZE = 128
 
 
 class SplitArrays(NamedTuple):
-    """One split in memory: images (N, H, W, C), labels (N,), lesion masks (N, H, W) or None."""
+    """One split in memory: images (N, H, W, C), labels (N,), lesion masks (N, H, W) and
+    lesion-free twins (N, H, W, C) where the source has them (the phantom), else None."""
 
     images: np.ndarray
     labels: np.ndarray
     masks: np.ndarray | None
+    twins: np.ndarray | None = None
 
 
 @dataclasses.dataclass(frozen=True)
@@ -58,7 +60,7 @@ def open_memory_splits(config: ExperimentConfig) -> MemorySplits:
             variant=data.variant,
             confounder=data.confounder,
         )
-        arrays = {s: SplitArrays(a.images, a.labels, a.masks) for s, a in splits.items()}
+        arrays = {s: SplitArrays(a.images, a.labels, a.masks, a.twins) for s, a in splits.items()}
         names: tuple[str, ...] = CLASS_NAMES
         title = f"phantom {data.variant}"
         description = {
@@ -99,4 +101,5 @@ def _materialise(split: Any) -> SplitArrays:
     images = np.stack([np.asarray(item["image"], np.float32) for item in items])
     labels = np.asarray([item["label"] for item in items], np.int32)
     masks = np.stack([item["mask"] for item in items]) if "mask" in items[0] else None
-    return SplitArrays(images, labels, masks)
+    twins = np.stack([item["twin"] for item in items]) if "twin" in items[0] else None
+    return SplitArrays(images, labels, masks, twins)

@@ -33,7 +33,8 @@ from jaxcam.experiments.config import ExperimentConfig, as_record
 from jaxcam.experiments.data import MemorySplits, open_memory_splits
 from jaxcam.ground_truth import ladder_references
 from jaxcam.models import create_model
-from jaxcam.models.base import SplitModel
+from jaxcam.models.protocol import Explainable
+from jaxcam.reliance import lesion_reliance, reliance_summary
 from jaxcam.saliency import compute_maps, method_info, method_rows
 from jaxcam.train import accuracy, predict_scores, train_on_arrays
 from jaxcam.viz import save_figure, save_line_plot
@@ -130,6 +131,10 @@ def run_table1(config: ExperimentConfig, log: Callable[[str], None] = print) -> 
     for failure in failures:
         log(f"WARNING: {failure}; see README 'Is BAD trustworthy?'")
 
+    reliance_record = None
+    if test.twins is not None and focus is not None:
+        reliance_record = _reliance_section(trained, test, data, evaluation.alpha, config, log)
+
     extra_methods = method_rows(settings.extra_methods)
     more_start = time.perf_counter()
     extra = None
@@ -165,6 +170,7 @@ def run_table1(config: ExperimentConfig, log: Callable[[str], None] = print) -> 
             "wall_time_s": round(more_seconds, 1),
         },
         "references": list(references),
+        "reliance": reliance_record,
         "explained_class": settings.explain,
         "ground_truth_check": {"passed": not failures, "failures": failures},
         "model": {
@@ -186,6 +192,85 @@ def run_table1(config: ExperimentConfig, log: Callable[[str], None] = print) -> 
         f"({results['wall_time_s']} s)"
     )
     return results
+
+
+def _reliance_section(
+    model: Explainable,
+    test: Any,
+    data: MemorySplits,
+    alpha: float,
+    config: ExperimentConfig,
+    log: Callable[[str], None],
+) -> dict[str, Any]:
+    """How much the model relies on the lesions (each test image against its lesion-free
+    twin), then the focus class's lesion-reliant images scored with every
+    ``reliant_metrics`` metric at the headline alpha (the lesion mask is a faithful
+    explanation there: removing the lesions removes the evidence)."""
+    settings = config.evaluation
+    predicted = np.argmax(predict_scores(model, test.images), axis=-1)
+    reliance = lesion_reliance(model, test.images, test.twins, predicted)
+    threshold = settings.reliance_threshold
+    summary = reliance_summary(reliance, test.labels, len(data.class_names), threshold=threshold)
+    log(
+        "\nReliance on the lesions (each test image against its lesion-free twin, "
+        "r = (Y - Y_twin) / Y):"
+    )
+    for c, row in summary.items():
+        log(
+            f"  {data.class_names[c]} ({row['images']} images): "
+            f"mean r {_value(row['mean_reliance'])}, "
+            f"r > {threshold} on {_share(row['strongly_reliant'])}, prediction flips without "
+            f"the lesions on {_share(row['flip_share'])}"
+        )
+    focus = data.focus_index
+    reliant = (
+        (test.labels == focus)
+        & (predicted == focus)
+        & np.asarray(reliance.defined)
+        & (np.asarray(reliance.reliance) > threshold)
+    )
+    record: dict[str, Any] = {
+        "by_class": summary,
+        "threshold": threshold,
+        "reliant": int(reliant.sum()),
+    }
+    if not settings.reliant_metrics or not reliant.any():
+        return record
+    rows: dict[str, Any] = {**method_rows(settings.methods), **reference_rows(settings.references)}
+    chosen = np.flatnonzero(reliant)
+    scored = evaluate(
+        model,
+        {
+            "image": test.images[chosen],
+            "label": test.labels[chosen],
+            "mask": test.masks[chosen],
+            "twin": test.twins[chosen],
+        },
+        rows,
+        metrics=settings.reliant_metrics,
+        alpha=alpha,
+        curve=False,
+        ties=settings.ties,
+        explain=settings.explain,
+    )
+    where = f"{data.class_names[focus]} test images the model relies on (r > {threshold})"
+    log(f"\nLesion-reliant {where}: {len(chosen)}; every imputer at alpha = {alpha:.2f}")
+    log(format_table(scored.results, compact=True))
+    failures = ground_truth_failures(scored.results)
+    for failure in failures:
+        log(f"WARNING (lesion-reliant images): {failure}")
+    record.update(
+        {
+            "metrics": list(settings.reliant_metrics),
+            "table": evaluation_record(scored)["all_images"],
+            "ground_truth_check": {"passed": not failures, "failures": failures},
+        }
+    )
+    return record
+
+
+def _share(value: float | None) -> str:
+    return "n/a" if value is None else f"{100 * value:.1f} %"
 
 
 def _method_records(rows: dict[str, Any]) -> dict[str, Any]:
@@ -230,7 +315,7 @@ def _save_curve(
 
 def _save_figure1(
     path: Any,
-    model: SplitModel,
+    model: Explainable,
     data: MemorySplits,
     rows: dict[str, Any],
     settings: Any,

@@ -16,7 +16,6 @@ import jax.numpy as jnp
 import numpy as np
 
 from jaxcam.checks import (
-    check_bound_model,
     check_class_indices,
     check_finite_images,
     check_image_batch,
@@ -31,7 +30,7 @@ from jaxcam.metrics.ranking import (
     tie_priority,
 )
 from jaxcam.metrics.registry import check_metrics, get_metric, perturbation_key
-from jaxcam.models.protocol import Explainable
+from jaxcam.models.protocol import Explainable, check_bound_model
 
 Array = jax.Array
 

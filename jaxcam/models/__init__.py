@@ -1,12 +1,6 @@
 """Models: CAM-compatible classifiers and the registry."""
 
-from jaxcam.models.base import (
-    OUTPUT_ACTIVATIONS,
-    CAMClassifier,
-    SplitModel,
-    apply_output,
-    bind,
-)
+from jaxcam.models.base import CAMClassifier, SplitModel, bind
 from jaxcam.models.head_only import FeatureMapInput, head_only_model
 from jaxcam.models.inception_resnet_v2 import InceptionResNetV2, inception_resnet_v2
 from jaxcam.models.init import init_variables, variable_shapes
@@ -19,6 +13,7 @@ from jaxcam.models.keras_weights import (
     load_keras_inception_resnet_v2,
 )
 from jaxcam.models.layers import LayerModel, layer_names, split_at
+from jaxcam.models.outputs import OUTPUT_ACTIVATIONS, apply_output, check_output_activation
 from jaxcam.models.protocol import Explainable, ExplainableDefaults, InputSpec
 from jaxcam.models.registry import create_model, default_input_size, model_names, register_model
 from jaxcam.models.resnet import ResNet, resnet18, resnet50
@@ -38,6 +33,7 @@ __all__ = [
     "SmallCNN",
     "SplitModel",
     "apply_output",
+    "check_output_activation",
     "bind",
     "create_model",
     "default_input_size",

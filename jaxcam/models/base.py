@@ -33,31 +33,15 @@ import jax.numpy as jnp
 from flax import struct
 
 from jaxcam.checks import check_backbone_output, check_feature_map, check_image_batch
+from jaxcam.models.outputs import OUTPUT_ACTIVATIONS as OUTPUT_ACTIVATIONS  # re-exported
+from jaxcam.models.outputs import apply_output as apply_output
+from jaxcam.models.outputs import check_output_activation as check_output_activation
 from jaxcam.models.pixel_stats import DEFAULT_PIXEL_MEAN, DEFAULT_PIXEL_STD
 
 Array = jax.Array
 
-OUTPUT_ACTIVATIONS: tuple[str, ...] = ("relu", "softmax", "linear", "exp")
 #: The methods of :class:`CAMClassifier` that define its head (A -> logits -> Y).
 HEAD_METHODS: tuple[str, ...] = ("pool", "pooled_logits", "logits_after_first_layer", "logits")
-
-
-def check_output_activation(output: str) -> str:
-    if output not in OUTPUT_ACTIVATIONS:
-        raise ValueError(f"output activation must be one of {OUTPUT_ACTIVATIONS}, got {output!r}")
-    return output
-
-
-def apply_output(logits: Array, output: str) -> Array:
-    """Output activation on logits ``S`` (..., classes) -> scores ``Y`` (..., classes)."""
-    check_output_activation(output)
-    if output == "relu":
-        return jax.nn.relu(logits)
-    if output == "softmax":
-        return jax.nn.softmax(logits, axis=-1)
-    if output == "exp":
-        return jnp.exp(logits)
-    return logits
 
 
 class Backbone(nn.Module):

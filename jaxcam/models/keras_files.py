@@ -16,9 +16,9 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from jaxcam.models.base import OUTPUT_ACTIVATIONS
 from jaxcam.models.inception_resnet_v2 import IRV2_STRUCTURE, InceptionResNetV2
 from jaxcam.models.keras_graph import NOT_INCEPTION_RESNET_V2, expected_keras_weights, keras_names
+from jaxcam.models.outputs import OUTPUT_ACTIVATIONS
 
 _INSTALL_HINT = "pip install 'jaxcam[keras]'"
 

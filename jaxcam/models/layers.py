@@ -46,7 +46,8 @@ from flax import struct
 from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
 from jaxcam.checks import check_feature_map
-from jaxcam.models.base import CAMClassifier, SplitModel, apply_output
+from jaxcam.models.base import CAMClassifier, SplitModel
+from jaxcam.models.outputs import apply_output
 
 Array = jax.Array
 BACKBONE = "backbone"

@@ -30,11 +30,13 @@ pytree (e.g. a ``flax.struct.dataclass``).
 
 from __future__ import annotations
 
-from typing import Protocol, runtime_checkable
+from typing import Any, Protocol, runtime_checkable
 
+import flax.linen as nn
 import jax
 
-from jaxcam.models.base import apply_output
+from jaxcam.checks import check_class_index, check_feature_map
+from jaxcam.models.outputs import apply_output
 
 Array = jax.Array
 
@@ -186,3 +188,36 @@ __all__ = [
     "ExplainableDefaults",
     "InputSpec",
 ]
+
+
+def check_bound_model(model: Any, name: str = "model") -> None:
+    """A bound split model (``jaxcam.bind(module, variables)``), not a bare flax module:
+    it has every member of :class:`jaxcam.models.Explainable`."""
+    if isinstance(model, nn.Module):
+        raise TypeError(
+            f"{name} is an unbound {type(model).__name__} (a flax module without its "
+            "variables); use jaxcam.bind(module, variables)"
+        )
+    missing = [a for a in REQUIRED_MEMBERS if not hasattr(model, a)]
+    if missing:
+        raise TypeError(
+            f"{name} must be a bound split model (jaxcam.bind(module, variables)); "
+            f"{type(model).__name__} has no {', '.join(missing)}"
+        )
+    missing = [a for a in OPTIONAL_MEMBERS if not hasattr(model, a)]
+    if missing:
+        raise TypeError(
+            f"{name} must implement jaxcam.models.Explainable; {type(model).__name__} has no "
+            f"{', '.join(missing)} (subclass jaxcam.models.ExplainableDefaults for them)"
+        )
+
+
+def check_explained(model: Explainable, feature_map: Any, class_index: Any) -> None:
+    """The arguments of a per-example saliency method ``(model, A (h, w, K), c)``.
+
+    The model must be bound, A one map whose K matches the head (when the model
+    knows its K: ``feature_channels``), c an integer scalar in range (unless traced).
+    """
+    check_bound_model(model)
+    check_feature_map(feature_map, model.feature_channels)
+    check_class_index(class_index, model.num_classes)

@@ -6,8 +6,8 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcam.checks import check_explained, nan_if_out_of_range
-from jaxcam.models.protocol import Explainable
+from jaxcam.checks import nan_if_out_of_range
+from jaxcam.models.protocol import Explainable, check_explained
 
 Array = jax.Array
 

@@ -7,8 +7,8 @@ from collections.abc import Callable
 import jax
 import jax.numpy as jnp
 
-from jaxcam.checks import check_explained, nan_if_out_of_range
-from jaxcam.models.protocol import Explainable
+from jaxcam.checks import nan_if_out_of_range
+from jaxcam.models.protocol import Explainable, check_explained
 from jaxcam.saliency.scores import class_score
 
 Array = jax.Array

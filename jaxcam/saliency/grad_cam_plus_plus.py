@@ -21,14 +21,14 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcam.checks import check_explained, nan_if_out_of_range
+from jaxcam.checks import nan_if_out_of_range
 from jaxcam.derivatives import (
     check_chunk_size,
     global_average_pool_weights,
     pure_derivatives,
     pure_derivatives_pooled,
 )
-from jaxcam.models.protocol import Explainable
+from jaxcam.models.protocol import Explainable, check_explained
 from jaxcam.saliency.scores import class_score
 
 Array = jax.Array

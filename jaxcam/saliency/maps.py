@@ -20,13 +20,12 @@ import numpy as np
 
 from jaxcam.batching import in_batches
 from jaxcam.checks import (
-    check_bound_model,
     check_class_indices,
     check_finite_images,
     check_image_batch,
 )
-from jaxcam.models.base import apply_output
-from jaxcam.models.protocol import Explainable
+from jaxcam.models.outputs import apply_output
+from jaxcam.models.protocol import Explainable, check_bound_model
 from jaxcam.saliency.registry import SaliencyMethod, example_method, method_info
 
 Array = jax.Array

@@ -6,10 +6,10 @@ from __future__ import annotations
 import jax
 import jax.numpy as jnp
 
-from jaxcam.checks import check_explained, nan_if_out_of_range
+from jaxcam.checks import nan_if_out_of_range
 from jaxcam.derivatives import check_chunk_size
-from jaxcam.models.base import apply_output
-from jaxcam.models.protocol import Explainable
+from jaxcam.models.outputs import apply_output
+from jaxcam.models.protocol import Explainable, check_explained
 
 Array = jax.Array
 SCORE_CAM_WEIGHTS: tuple[str, ...] = ("softmax", "increase")

@@ -31,7 +31,7 @@ import jax
 import jax.numpy as jnp
 from jax.custom_derivatives import SymbolicZero
 
-from jaxcam.models.base import check_output_activation
+from jaxcam.models.outputs import check_output_activation
 from jaxcam.taylor import logsumexp_taylor, taylor_rule
 
 Array = jax.Array
