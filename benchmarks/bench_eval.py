@@ -374,10 +374,11 @@ def imputer_costs(case: Case, imputers: Sequence[str] = IMPUTERS) -> list[dict[s
     """ms/img of each BAD fill, relative to black, on ``case``'s model and random data.
 
     Per fill X (and black): ``evaluate`` with ``metrics=[average_drop, X]`` over
-    ``case.images`` images (a first call on one batch compiles; best of ``case.repeats``
-    timed calls), and X's perturbation alone: ``jax.vmap`` of its per-image function over
-    one batch at ``case.alpha`` (maps: random smooth fields), jitted, best of the repeats;
-    next to it one jitted forward of the batch. The data carry a random ``twin``.
+    ``case.images`` images (after a call on one batch that compiles and one untimed call),
+    and X's perturbation alone: ``jax.vmap`` of its per-image function over one batch at
+    ``case.alpha`` (maps: random smooth fields), jitted; next to it one jitted forward of
+    the batch. Each is the fastest of ``case.repeats`` calls, timed round robin. The data
+    carry a random ``twin``.
     """
     rng = np.random.default_rng(0)
     shape = (case.images, case.size, case.size, case.channels)
@@ -410,34 +411,43 @@ def imputer_costs(case: Case, imputers: Sequence[str] = IMPUTERS) -> list[dict[s
     num_kept = round(case.alpha * case.size * case.size)
     forward = jax.jit(lambda m, x: jax.vmap(m.scores)(x))
     timed(lambda: forward(model, batch["image"]))
-    forward_s = best_seconds(lambda: forward(model, batch["image"]), case.repeats)
 
-    warm = ("average_drop", "black_average_drop")
-    timed(lambda: call(warm, case.images))  # first-call costs outside the engine
-    rows = []
-    for name in ("black_average_drop", *imputers):
+    names = ("black_average_drop", *imputers)
+    evaluations: dict[str, Callable[[], Any]] = {}
+    alone: dict[str, Callable[[], Any]] = {}
+    for name in names:
         metrics = ("average_drop", name)
         timed(lambda metrics=metrics: call(metrics, case.batch))  # compile
-        seconds = best_seconds(lambda metrics=metrics: call(metrics, case.images), case.repeats)
+        timed(lambda metrics=metrics: call(metrics, case.images))  # first-call costs
+        evaluations[name] = lambda metrics=metrics: call(metrics, case.images)
         perturb = jax.jit(
             jax.vmap(get_metric(name).perturb, in_axes=(0, 0, 0, None, 0, 0)),
             static_argnums=3,
         )
-        fields = {"twin": batch["twin"]}
-
-        def alone(perturb: Callable[..., Any] = perturb, fields: Any = fields) -> Any:
-            return perturb(batch["image"], maps, ranks, num_kept, fields, keys)
-
-        timed(alone)
-        rows.append(
-            {
-                "metric": name,
-                "label": get_metric(name).label,
-                "evaluate_ms_per_img": 1e3 * seconds / case.images,
-                "perturb_ms_per_img": 1e3 * best_seconds(alone, case.repeats) / case.batch,
-                "forward_ms_per_img": 1e3 * forward_s / case.batch,
-            }
+        alone[name] = lambda perturb=perturb: perturb(
+            batch["image"], maps, ranks, num_kept, {"twin": batch["twin"]}, keys
         )
+        timed(alone[name])
+    # Round robin, fastest of the repeats: a load that changes during the run (a shared
+    # machine) then shifts every metric alike.
+    seconds: dict[str, list[float]] = {name: [] for name in names}
+    perturb_seconds: dict[str, list[float]] = {name: [] for name in names}
+    forward_seconds = []
+    for _ in range(max(1, case.repeats)):
+        forward_seconds.append(timed(lambda: forward(model, batch["image"]))[1])
+        for name in names:
+            seconds[name].append(timed(evaluations[name])[1])
+            perturb_seconds[name].append(timed(alone[name])[1])
+    rows = [
+        {
+            "metric": name,
+            "label": get_metric(name).label,
+            "evaluate_ms_per_img": 1e3 * min(seconds[name]) / case.images,
+            "perturb_ms_per_img": 1e3 * min(perturb_seconds[name]) / case.batch,
+            "forward_ms_per_img": 1e3 * min(forward_seconds) / case.batch,
+        }
+        for name in names
+    ]
     black = rows[0]
     for row in rows:
         row["evaluate_x_black"] = row["evaluate_ms_per_img"] / black["evaluate_ms_per_img"]

@@ -44,9 +44,10 @@ import jaxcam
 from jaxcam.evaluation import software_versions
 from jaxcam.experiments import apply_overrides, load_config
 from jaxcam.experiments.data import open_memory_splits
+from jaxcam.experiments.runner import quiet_logs
 from jaxcam.ground_truth import LADDER_QUALITY, kendall_tau_b, ladder_references
 from jaxcam.reliance import lesion_reliance, reliance_summary
-from jaxcam.sanity import randomisation_check
+from jaxcam.sanity import randomisation_check, randomisation_layers
 from jaxcam.train import predict_scores, train_on_arrays
 
 #: The imputers compared (registered metric name -> short name); the last one is the truth.
@@ -116,8 +117,19 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         (test.labels == focus)
         & (predicted == focus)
         & np.asarray(reliance.defined)
-        & (np.asarray(reliance.r) > RELIANT)
+        & (np.asarray(reliance.reliance) > RELIANT)
     )
+
+    if not reliant.any():
+        return {
+            "seed": seed,
+            "test_accuracy": accuracy,
+            "reliance": by_class,
+            "reliant_images": 0,
+            "alpha": None,
+            "taus": {},
+            "wall_time_s": round(time.perf_counter() - start, 1),
+        }
 
     # The headline alpha: the demo's rule on all test images (label-free, maps only).
     alpha = jaxcam.evaluate(
@@ -177,14 +189,41 @@ def run_seed(seed: int, args: argparse.Namespace) -> dict[str, Any]:
         "values_at_alpha": {m: values[m][alpha] for m in METRICS},
     }
     if not args.no_sanity:
+        # Head only, then the whole network re-drawn (Adebayo et al.'s cascade, two steps).
+        total = len(randomisation_layers(trained))
+        reliant_sick = np.flatnonzero(reliant)
         check = randomisation_check(
             trained,
-            {"image": test.images[sick], "label": test.labels[sick], "twin": test.twins[sick]},
+            {
+                "image": test.images[reliant_sick],
+                "label": test.labels[reliant_sick],
+                "twin": test.twins[reliant_sick],
+            },
             METHODS,
             METRICS,
             alpha,
+            steps=(1, total),
         )
-        result["randomisation"] = check
+        result["randomisation"] = {
+            "steps": [list(s) for s in check.steps],
+            "rows": {
+                f"{method} / step {step}": {
+                    "layer": row.layer,
+                    "metrics": row.metrics,
+                    "rank_correlation": row.rank_correlation,
+                }
+                for (method, step), row in check.rows.items()
+            },
+            "scores_worse": {
+                metric: [
+                    check.scores_worse(method, step, metric)
+                    for method in check.methods
+                    for step, _ in check.steps
+                    if step > 0
+                ]
+                for metric in METRICS
+            },
+        }
     result["wall_time_s"] = round(time.perf_counter() - start, 1)
     return result
 
@@ -197,17 +236,23 @@ def seed_report(result: dict[str, Any]) -> str:
     sick = result["reliance"][1]
     lines = [
         f"seed {result['seed']}: test accuracy {result['test_accuracy']:.3f}; reliance "
-        f"(PNEUMONIA): mean r {_fmt(sick['mean_r'])}, r > 0.5 {_fmt(sick['share_reliant'])}, "
-        f"prediction flips without the lesions {_fmt(sick['share_flipped'])}; "
+        f"(PNEUMONIA): mean r {_fmt(sick['mean_reliance'])}, "
+        f"r > 0.5 {_fmt(sick['strongly_reliant'])}, "
+        f"prediction flips without the lesions {_fmt(sick['flip_share'])}; "
         f"lesion-reliant images scored: {result['reliant_images']}; "
-        f"alpha {result['alpha']:.2f} ({result['wall_time_s']} s)",
-        "metric | tau levels @alpha | tau twin @alpha | tau twin min / mean / max over alpha",
+        f"alpha {_fmt(result['alpha'])} ({result['wall_time_s']} s)",
+        "metric | tau levels @alpha | tau twin @alpha | tau twin min / mean / max over alpha "
+        "| sanity",
     ]
+    worse = (result.get("randomisation") or {}).get("scores_worse", {})
     for metric, t in result["taus"].items():
         name = IMPUTERS.get(metric, "AD")
+        flags = worse.get(metric, [])
+        sanity = f"{sum(bool(f) for f in flags)}/{len(flags)}" if flags else "n/a"
         lines.append(
             f"{name:14s} | {_fmt(t['levels_at_alpha']):>5s} | {_fmt(t['truth_at_alpha']):>5s} | "
-            f"{_fmt(t['truth_min'])} / {_fmt(t['truth_mean'])} / {_fmt(t['truth_max'])}"
+            f"{_fmt(t['truth_min'])} / {_fmt(t['truth_mean'])} / {_fmt(t['truth_max'])} | "
+            f"randomised maps scored worse: {sanity}"
         )
     return "\n".join(lines)
 
@@ -233,12 +278,15 @@ def summary(results: list[dict[str, Any]]) -> tuple[str, dict[str, Any]]:
             f"{IMPUTERS.get(metric, 'AD'):14s} | {_fmt(worst(at_alpha)):>5s} | "
             f"{_fmt(worst(mean)):>5s} | {_fmt(worst(best)):>5s}"
         )
-    header = "metric | worst-seed tau twin @alpha | worst-seed mean over alpha | worst-seed best alpha"
+    header = (
+        "metric | worst-seed tau twin @alpha | worst-seed mean over alpha | worst-seed best alpha"
+    )
     return "\n".join([header, *rows]), record
 
 
 def main(argv: list[str] | None = None) -> dict[str, Any]:
     args = parse_args(argv)
+    quiet_logs()
     start = time.perf_counter()
     seeds = [int(s) for s in args.seeds.split(",") if s.strip()]
     results = []
@@ -260,9 +308,7 @@ def main(argv: list[str] | None = None) -> dict[str, Any]:
         "wall_time_s": round(time.perf_counter() - start, 1),
     }
     (out / "results.json").write_text(json.dumps(payload, indent=1, default=str))
-    (out / "results.md").write_text(
-        "\n\n".join([*(seed_report(r) for r in results), text]) + "\n"
-    )
+    (out / "results.md").write_text("\n\n".join([*(seed_report(r) for r in results), text]) + "\n")
     print(f"wrote {out / 'results.json'} and {out / 'results.md'} ({payload['wall_time_s']} s)")
     return payload
 

@@ -216,11 +216,11 @@ class CheckpointStore:
         if step is None:
             return None
         try:
-            history = self.restore_record("latest")["history"]
+            history = self.restore_record("latest").get("history") or [{}]
         except ValueError:  # a damaged latest: restoring it says so
             return None
-        scored = validation_score(history[-1]) if history else None
-        if scored is None or history[-1]["step"] != step or self.best.best_step() == step:
+        scored = validation_score(history[-1])
+        if scored is None or history[-1].get("step") != step or self.best.best_step() == step:
             return None
         score = scored[1]
         if self.best.best_step() is not None and score <= self.restore_record("best")["score"]:

@@ -64,7 +64,7 @@ def _dummy_image(module: CAMClassifier) -> Array:
 def _groups_of(params: Mapping[str, Any]) -> list[str]:
     """The groups of a parameter tree in *creation order* (bottom-up), see
     :func:`randomisation_layers`."""
-    groups = []
+    groups: list[str] = []
     for name, entry in params.items():
         if name == "backbone" and isinstance(entry, Mapping):
             groups.extend(f"backbone/{inner}" for inner in entry)
@@ -118,7 +118,7 @@ def _with_subtree(params: Mapping[str, Any], group: str, value: Any) -> dict[str
 
 def _redrawn_like(trained: Any, fresh: Any, group: str) -> Any:
     """``fresh`` cast to the dtypes of ``trained``; ValueError if the trees differ."""
-    same = jax.tree.structure(trained) == jax.tree.structure(fresh) and all(
+    same = jax.tree.structure(trained) == jax.tree.structure(fresh) and all(  # type: ignore[operator]
         np.shape(t) == np.shape(f)
         for t, f in zip(jax.tree.leaves(trained), jax.tree.leaves(fresh), strict=True)
     )
@@ -137,7 +137,7 @@ def _step_counts(steps: int | Sequence[int] | None, total: int) -> list[int]:
     elif isinstance(steps, (int, np.integer)) and not isinstance(steps, bool):
         counts = list(range(1, int(steps) + 1))
     else:
-        counts = [int(s) for s in steps]
+        counts = [int(s) for s in steps]  # type: ignore[union-attr]
     if not counts:
         raise ValueError("steps must select at least one randomisation step")
     bad = [c for c in counts if not 1 <= c <= total]
@@ -317,10 +317,13 @@ def randomisation_check(
     layers = [layer for layer, _ in randomised_models]
 
     names = list(rows_in)
+    method_of: dict[str, tuple[str, Any]] = {
+        n: row for n, row in rows_in.items() if not isinstance(row, ReferenceMap)
+    }
     trained_maps: dict[str, np.ndarray] = {}
     classes: np.ndarray | None = None if explain == "predicted" else arrays["label"]
     for name in names:
-        method, options = rows_in[name]
+        method, options = method_of[name]
         trained_maps[name], explained = compute_maps(
             model, images, classes, method, batch_size, **dict(options)
         )
@@ -333,14 +336,14 @@ def randomisation_check(
     references = {f"randomised {name}": reads(f"map_{i}") for i, name in enumerate(names)}
 
     rows: dict[tuple[str, int], RandomisationRow] = {}
-    evaluations = []
+    evaluations: list[Evaluation] = []
     chosen_alpha, alpha_chosen = alpha, alpha is None
     for count, (layer, randomised) in zip(step_counts, randomised_models, strict=True):
         fields = dict(arrays)
         correlations = {}
         for i, name in enumerate(names):
-            method, options = rows_in[name]
-            maps, _ = compute_maps(randomised, images, classes, method, batch_size, **options)
+            method, options = method_of[name]
+            maps, _ = compute_maps(randomised, images, classes, method, batch_size, **dict(options))
             fields[f"map_{i}"] = np.asarray(maps)
             correlations[name] = spearman_per_image(trained_maps[name], np.asarray(maps))
         first = not evaluations

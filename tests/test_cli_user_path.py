@@ -40,8 +40,8 @@ REPOSITORY = Path(__file__).resolve().parents[1]
 
 
 def make_chest_xray(root: Path, counts: dict[str, tuple[int, ...]] = COUNTS) -> Path:
-    """``root/SPLIT/CLASS/*.png``: class folders NORMAL, PNEUMONIA (or as many as
-    ``counts`` gives, named A, B, ... beyond two); the second class carries a bright blob."""
+    """``root/SPLIT/CLASS/*.png`` with ``counts[SPLIT]`` images per class: NORMAL and
+    PNEUMONIA for two counts (else A, B); the second class carries a bright blob."""
     rng = np.random.default_rng(0)
     for split, per_class in counts.items():
         names = ("NORMAL", "PNEUMONIA") if len(per_class) == 2 else "AB"[: len(per_class)]
@@ -149,29 +149,37 @@ def test_evaluate_warns_when_most_black_images_raise_the_score(run, tmp_path, ca
 
 def test_explain_records_the_explained_class_and_its_score(run, tmp_path, capsys):
     _, run_dir, _, _ = run
-    out = tmp_path / "label"
-    argv = ["explain", "--run-dir", str(run_dir), *QUICK, "--out", str(out)]
-    assert main([*argv, "--label", "PNEUMONIA", "--first", "3", "--explain", "label"]) == 0
-    record = json.loads((out / "explain.json").read_text())
+    argv = ["explain", "--run-dir", str(run_dir), *QUICK, "--label", "PNEUMONIA", "--first", "3"]
+    assert main([*argv, "--out", str(tmp_path / "label"), "--explain", "label"]) == 0
+    record = json.loads((tmp_path / "label" / "explain.json").read_text())
     assert record["explained_class"] == "label"
     for row in record["images"]:
         assert (row["label"], row["explained"]) == ("PNEUMONIA", "PNEUMONIA")
         assert row["explained_index"] == 1
         assert row["score"] == row["scores"][1]
         assert f"explained PNEUMONIA (Y = {row['score']:.3g})" in row["title"]
-    markdown = (out / "explain.md").read_text()
+    markdown = (tmp_path / "label" / "explain.md").read_text()
     assert "| image | label | predicted | explained | Y | scores | note |" in markdown
+    # The default explains the predicted class: the argmax of the recorded scores. Where
+    # it is the label, the maps are the label run's; where not, they differ (or are empty).
+    assert main([*argv, "--out", str(tmp_path / "predicted")]) == 0
+    predicted = json.loads((tmp_path / "predicted" / "explain.json").read_text())["images"]
+    label_maps = np.load(tmp_path / "label" / "maps.npz")["CAM"]
+    predicted_maps = np.load(tmp_path / "predicted" / "maps.npz")["CAM"]
+    for i, row in enumerate(predicted):
+        assert row["explained_index"] == int(np.argmax(row["scores"]))
+        assert row["explained"] == row["predicted"]
+        if row["predicted"] == "PNEUMONIA":
+            np.testing.assert_array_equal(predicted_maps[i], label_maps[i])
+        else:
+            assert not np.array_equal(predicted_maps[i], label_maps[i]) or (
+                predicted_maps[i].max() == label_maps[i].max() == 0
+            )
     image = str(tmp_path / "x.png")
     assert (
         main(["explain", "--run-dir", str(run_dir), "--images", image, "--explain", "label"]) == 2
     )
     assert "--explain label needs labels, and --images files have none" in (capsys.readouterr().err)
-    # The default explains the predicted class: the argmax of the recorded scores.
-    out = tmp_path / "predicted"
-    assert main([*argv[:-1], str(out), "--first", "3"]) == 0
-    for row in json.loads((out / "explain.json").read_text())["images"]:
-        assert row["explained_index"] == int(np.argmax(row["scores"]))
-        assert row["explained"] == row["predicted"]
 
 
 # --- 3. a model that scores 0 everywhere ----------------------------------------------
@@ -286,8 +294,9 @@ def test_train_says_setup_time_epoch_time_and_what_it_drops(run):
     assert re.search(r"^preparing .*chest_xray \(16x16x1\) into .*\(first use only", printed, re.M)
     assert re.search(r"^data ready in \d+\.\d s$", printed, re.M)
     # 12 training images in batches of 5: 2 batches, 12 - 2 * 5 = 2 images left out.
-    assert "12 images per epoch: 2 batches of 5; the last 2 images of each shuffled epoch " \
-        "are dropped" in printed  # fmt: skip
+    dropped = "12 images per epoch: 2 batches of 5; the last 2 images of each shuffled epoch"
+    assert f"{dropped} are dropped" in printed
+    assert re.search(r"^initialised the model in \d+\.\d s$", printed, re.M)
     compiled = r"^compiled the training step and ran its first step in \d+\.\d s$"
     assert re.search(compiled, printed, re.M)
     epoch_line = r"^epoch \d/2 .*\((\d+\.\d) s; (\d+\.\d) s in all\)$"
@@ -325,6 +334,10 @@ def test_unwritable_folders_are_refused_before_any_work(run, tmp_path, capsys, m
         err = capsys.readouterr().err
         assert err == f"jaxcam {argv[0]}: error: {message}\n"
     assert not prepared.exists()  # nothing was prepared
+    # The default --out lies in the run folder: a mistyped one is named, not created.
+    assert main(["evaluate", "--run-dir", str(tmp_path / "typo")]) == 2
+    assert "not a jaxcam run folder" in capsys.readouterr().err
+    assert not (tmp_path / "typo").exists()
 
     def denied(args):
         raise PermissionError(13, "Permission denied", "/somewhere/figure1.png")

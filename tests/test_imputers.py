@@ -219,23 +219,27 @@ def test_nothing_kept_imputes_black():
 
 
 def test_noise_on_the_imputed_pixels_has_the_stated_std():
-    height, width, channels = 32, 32, 2
-    image = np.random.default_rng(11).uniform(size=(height, width, channels)).astype(np.float32)
+    height, width = 12, 10  # as above: the noiseless solve is compiled already
+    image = np.random.default_rng(11).uniform(size=(height, width, 3)).astype(np.float32)
     image[..., 1] *= 5.0  # a wider channel gets proportionally wider noise
+    image[..., 2] = 0.25  # a constant channel gets none
     kept = road_masks(height, width)[1]
     noiseless = np.asarray(solve(jnp.asarray(image), jnp.asarray(kept)).image)
-    key = jax.random.key(12)
-    noisy = np.asarray(noisy_fill(jnp.asarray(image), jnp.asarray(kept), key))
-    np.testing.assert_array_equal(noisy[kept], image[kept])
-    std = NOISE_SCALE * image.std(axis=(0, 1))  # (C,), over the whole image
-    standardised = (noisy[~kept] - noiseless[~kept]) / std  # (removed, C), ~ N(0, 1)
-    assert standardised.shape[0] > 500
-    assert np.all(np.abs(standardised.mean(axis=0)) < 0.2)
-    assert np.all(np.abs(standardised.std(axis=0) - 1) < 0.15)
-    again = np.asarray(noisy_fill(jnp.asarray(image), jnp.asarray(kept), key))
-    np.testing.assert_array_equal(again, noisy)  # the key decides the noise
-    other = noisy_fill(jnp.asarray(image), jnp.asarray(kept), jax.random.key(13))
-    assert not np.array_equal(np.asarray(other), noisy)
+    std = NOISE_SCALE * image.std(axis=(0, 1))[:2]  # over the whole image
+    samples = []
+    for seed in range(10):
+        noisy = np.asarray(noisy_fill(jnp.asarray(image), jnp.asarray(kept), jax.random.key(seed)))
+        np.testing.assert_array_equal(noisy[kept], image[kept])
+        np.testing.assert_array_equal(noisy[..., 2], noiseless[..., 2])
+        samples.append((noisy[~kept, :2] - noiseless[~kept, :2]) / std)  # ~ N(0, 1)
+    standardised = np.concatenate(samples)  # (10 * removed, 2)
+    assert standardised.shape[0] > 600
+    assert np.all(np.abs(standardised.mean(axis=0)) < 0.15)
+    assert np.all(np.abs(standardised.std(axis=0) - 1) < 0.1)
+    key = jax.random.key(3)
+    first = noisy_fill(jnp.asarray(image), jnp.asarray(kept), key)
+    again = noisy_fill(jnp.asarray(image), jnp.asarray(kept), key)
+    np.testing.assert_array_equal(np.asarray(again), np.asarray(first))  # the key decides
 
 
 def test_counterfactual_takes_the_twin_exactly():

@@ -164,8 +164,9 @@ def test_check_scores_randomised_maps_on_the_trained_model():
     trained = toy_model(output="exp")  # scores exp(logits) > 0: every drop is defined
     images, labels = toy_data()
     key = jax.random.key(3)
+    options = {"alpha": 0.5, "batch_size": 8}
     check = randomisation_check(
-        trained, (images, labels), ["grad_cam"], alpha=0.5, steps=(1,), key=key
+        trained, (images, labels), ["grad_cam"], steps=(1,), key=key, **options
     )
     assert check.steps == ((0, TRAINED), (1, "classifier"))
     assert check.rows["Grad-CAM", 0].rank_correlation == 1.0
@@ -175,12 +176,12 @@ def test_check_scores_randomised_maps_on_the_trained_model():
     maps, _ = compute_maps(randomised, images, classes, "grad_cam")
     given = {"image": images, "label": labels, "given": np.asarray(maps)}
     row = {"given": ReferenceMap(lambda example, key: example["given"], needs=("given",))}
-    explicit = jaxcam.evaluate(trained, given, row, alpha=0.5, curve=False)
+    explicit = jaxcam.evaluate(trained, given, row, curve=False, **options)
     for metric in ("average_drop", "black_average_drop"):
         expected = explicit.results["given"].metrics[metric].value
         assert check.value("Grad-CAM", 1, metric) == pytest.approx(expected, rel=1e-6)
     # the same maps scored on the randomised model would give another AD
-    wrong = jaxcam.evaluate(randomised, given, row, alpha=0.5, curve=False)
+    wrong = jaxcam.evaluate(randomised, given, row, curve=False, **options)
     assert wrong.results["given"].average_drop.value != pytest.approx(
         check.value("Grad-CAM", 1, "average_drop"), rel=1e-3
     )

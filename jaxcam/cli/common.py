@@ -301,6 +301,9 @@ def output_dir(args: argparse.Namespace, default_name: str) -> Path:
     if args.out:
         return check_writable(Path(args.out), "--out")
     if args.run_dir:
+        from jaxcam.runs import read_run
+
+        read_run(args.run_dir)  # a mistyped --run-dir is named, not created
         return check_writable(
             Path(args.run_dir) / default_name, f"--out (default RUN_DIR/{default_name})"
         )

@@ -95,7 +95,8 @@ def explain_command(args: argparse.Namespace) -> dict[str, Any]:
         )
         print(f"WARNING: {degenerate}", file=sys.stderr, flush=True)
     save_figure(out / "figure1.png", images, None, maps, [row["title"] for row in rows])
-    np.savez_compressed(out / "maps.npz", **{name: m for name, m in maps.items()})
+    arrays: dict[str, Any] = dict(maps)  # (numpy's stubs type **kwds as its bool option)
+    np.savez_compressed(out / "maps.npz", **arrays)
     write_json(
         out / "explain.json",
         {

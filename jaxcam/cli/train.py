@@ -141,7 +141,7 @@ def train_command(args: argparse.Namespace) -> dict[str, Any]:
         spec,
         split,
         data_dir=data_dir,
-        image_size=int(model_spec.image_size),
+        image_size=model_spec.image_shape[0],
         channels=channels,
     )
     train_split = load(args.train_split)

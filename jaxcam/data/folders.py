@@ -78,7 +78,9 @@ def _decodable_extensions() -> tuple[str, ...]:
     """File name extensions (lower case, with the dot) of the formats PIL decodes itself."""
     Image.init()
     formats = set(Image.OPEN) - _IDENTIFY_ONLY
-    return tuple(sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in formats))
+    return tuple(
+        sorted(ext for ext, fmt in Image.registered_extensions().items() if fmt in formats)
+    )
 
 
 IMAGE_EXTENSIONS = _decodable_extensions()
@@ -236,7 +238,9 @@ def _class_folder(path: Path) -> tuple[list[str], list[tuple[str, str]]]:
                 left_out.append((entry.name, "a folder (class folders are not searched further)"))
             elif entry.is_file():
                 suffix = Path(entry.name).suffix
-                left_out.append((entry.name, f"not an image file{f' ({suffix})' if suffix else ''}"))
+                left_out.append(
+                    (entry.name, f"not an image file{f' ({suffix})' if suffix else ''}")
+                )
             else:
                 left_out.append((entry.name, "not a regular file"))
     return sorted(images), sorted(left_out)
@@ -354,7 +358,9 @@ def _scan(
             images, others = _class_folder(folder)
             if not images:
                 found_there = f" (left out: {_named(others)})" if others else ""
-                raise ValueError(f"empty class folder {str(folder)!r}: no {_IMAGE_FILES}{found_there}")
+                raise ValueError(
+                    f"empty class folder {str(folder)!r}: no {_IMAGE_FILES}{found_there}"
+                )
             entries.extend((f"{prefix}{name}/{file}", label) for file in images)
             left_out.extend((f"{prefix}{name}/{file}", why) for file, why in others)
         files[split] = tuple(entries)
@@ -507,9 +513,10 @@ def _prepare(
         return _checked_prepared(builder, root, split, skip_corrupt)
     layout = _scan(_check_dir(source_dir), builder_cls.PINNED_CLASSES, builder_cls.PINNED_SPLITS)
     _check_split(split, layout.splits)
+    data_path = builder.data_path
     busy = lambda holder: (
-        f"{root} is being prepared into {builder.data_path} by {holder}; wait for it to "
-        "finish, then run again"
+        f"{root} is being prepared into {data_path} by {holder}; wait for it to finish, "
+        "then run again"
     )
     lock = Path(common["data_dir"], builder_cls.name, name, ".prepare.lock")
     with acquire(lock, busy):
@@ -530,23 +537,22 @@ def _checked_prepared(
     """``builder`` (prepared) once its source is unchanged, its skipped files allowed and
     ``split`` one of its splits."""
     builder_cls = type(builder)
-    if True:
-        meta = builder.info.metadata
-        if root.is_dir():
-            layout = _scan(root, builder_cls.PINNED_CLASSES, builder_cls.PINNED_SPLITS)
-            if layout.fingerprint() != meta["fingerprint"]:
-                raise ValueError(
-                    f"{root} changed since it was prepared into {builder.data_path}; "
-                    "delete that folder to prepare it again"
-                )
-        skipped = [p for s in meta["splits"].values() for p in s["skipped"]]
-        if skipped and not skip_corrupt:
+    meta = builder.info.metadata
+    if root.is_dir():
+        layout = _scan(root, builder_cls.PINNED_CLASSES, builder_cls.PINNED_SPLITS)
+        if layout.fingerprint() != meta["fingerprint"]:
             raise ValueError(
-                f"{builder.data_path} was prepared leaving out {len(skipped)} corrupt "
-                f"image(s) (first: {skipped[0]!r}); pass skip_corrupt=True to load it"
+                f"{root} changed since it was prepared into {builder.data_path}; "
+                "delete that folder to prepare it again"
             )
-        _check_split(split, tuple(meta["splits"]))
-        return builder
+    skipped = [p for s in meta["splits"].values() for p in s["skipped"]]
+    if skipped and not skip_corrupt:
+        raise ValueError(
+            f"{builder.data_path} was prepared leaving out {len(skipped)} corrupt "
+            f"image(s) (first: {skipped[0]!r}); pass skip_corrupt=True to load it"
+        )
+    _check_split(split, tuple(meta["splits"]))
+    return builder
 
 
 def _tfds_split(split: str) -> str:

@@ -159,6 +159,7 @@ def _load_phantom(
         raise ValueError(f"unknown split {split!r} of phantom; known splits: {list(SPLITS)}")
     arrays = load_phantom(split, data_dir, image_size=image_size)
     images, twins = arrays.images, arrays.twins
+    assert twins is not None  # load_phantom always fills them
     if channels == 3:
         images, twins = np.repeat(images, 3, axis=-1), np.repeat(twins, 3, axis=-1)
     # Items carry "mask" and "twin" (the image without its lesions, jaxcam.reliance).

@@ -154,7 +154,12 @@ def evaluation_from_sums(
     total = int(images.sum())
     nonfinite = int(sums.nonfinite_images)
     if total == 0:
-        raise ValueError(f"no image could be evaluated: all {nonfinite} had NaN/inf pixels")
+        reason = (
+            f"all {nonfinite} had NaN/inf pixels"
+            if nonfinite
+            else "every image was left out (restrict_to selected none)"
+        )
+        raise ValueError(f"no image could be evaluated: {reason}")
     if nonfinite:
         warnings.warn(
             f"{nonfinite} image(s) with NaN/inf pixels were skipped (first at data index "

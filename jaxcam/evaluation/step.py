@@ -269,41 +269,35 @@ def _masked_scores(
     """O^c and the predicted class of every perturbed image: (M, S, B) each.
 
     Slot s of method m is one metric's perturbed image (metrics in ``config.metrics``
-    order; a per-alpha metric takes one slot per alpha). Items (m, s) are run through
-    the model in chunks of ``masked_chunk`` images (``jax.lax.map``).
+    order; a per-alpha metric takes one slot per alpha). Each metric's items (m, s) are
+    run through the model in chunks of ``masked_chunk`` images (``jax.lax.map``), one map
+    per metric, so an item computes only its own metric's perturbation (under ``vmap`` a
+    ``lax.switch`` between metrics would compute every metric's, an expensive imputer's
+    too, for every item).
     """
     images = batch["image"]
     num_methods, batch_size = maps.shape[:2]
-    metrics = [get_metric(name) for name in config.metrics]
-    plan = [
-        (q, k)
-        for q, metric in enumerate(metrics)
-        for k in (kept_counts if metric.per_alpha else (0,))
-    ]
-    per_method = len(plan)
-    metric_of = jnp.asarray([q for q, _ in plan], jnp.int32)
-    counts = jnp.asarray([k for _, k in plan], jnp.int32)
-    fields = {name: batch[name] for name in sorted({n for m in metrics for n in m.needs})}
-    keys = jax.vmap(lambda i: perturbation_key(config.tie_seed, i))(batch["index"])
-    per_image = (0, 0, 0, None, 0, 0)
-
-    def score(item: Array) -> tuple[Array, Array]:
-        method, slot = item // per_method, item % per_method
-        operands = (images, maps[method], ranks[method], counts[slot], fields, keys)
-        branches = [
-            lambda *args, m=metric: jax.vmap(m.perturb, in_axes=per_image)(*args)
-            for metric in metrics
-        ]
-        if len(branches) == 1:
-            masked_images = branches[0](*operands)
-        else:
-            masked_images = jax.lax.switch(metric_of[slot], branches, *operands)
-        out = jax.vmap(model.scores)(masked_images)
-        chosen = jnp.take_along_axis(out, classes[:, None], axis=-1)[:, 0]
-        return chosen, jnp.argmax(out, axis=-1).astype(jnp.int32)
-
-    items = jnp.arange(num_methods * per_method, dtype=jnp.int32)
     chunk = max(1, config.masked_chunk // batch_size)
-    chosen, predicted = jax.lax.map(score, items, batch_size=min(chunk, items.shape[0]))
-    shape = (num_methods, per_method, batch_size)
-    return chosen.reshape(shape), predicted.reshape(shape)
+    keys = jax.vmap(lambda i: perturbation_key(config.tie_seed, i))(batch["index"])
+    chosen_by_metric, predicted_by_metric = [], []
+    for name in config.metrics:
+        metric = get_metric(name)
+        counts = jnp.asarray(kept_counts if metric.per_alpha else (0,), jnp.int32)
+        slots = counts.shape[0]
+        fields = {field: batch[field] for field in metric.needs}
+
+        def score(item: Array, metric: Any = metric, counts: Array = counts, slots: int = slots,
+                  fields: Mapping[str, Array] = fields) -> tuple[Array, Array]:  # fmt: skip
+            method, slot = item // slots, item % slots
+            masked_images = jax.vmap(metric.perturb, in_axes=(0, 0, 0, None, 0, 0))(
+                images, maps[method], ranks[method], counts[slot], fields, keys
+            )
+            out = jax.vmap(model.scores)(masked_images)
+            chosen = jnp.take_along_axis(out, classes[:, None], axis=-1)[:, 0]
+            return chosen, jnp.argmax(out, axis=-1).astype(jnp.int32)
+
+        items = jnp.arange(num_methods * slots, dtype=jnp.int32)
+        chosen, predicted = jax.lax.map(score, items, batch_size=min(chunk, items.shape[0]))
+        chosen_by_metric.append(chosen.reshape(num_methods, slots, batch_size))
+        predicted_by_metric.append(predicted.reshape(num_methods, slots, batch_size))
+    return jnp.concatenate(chosen_by_metric, axis=1), jnp.concatenate(predicted_by_metric, axis=1)

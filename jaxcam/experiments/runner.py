@@ -14,6 +14,9 @@ import json
 from collections.abc import Callable, Sequence
 from typing import Any
 
+import absl.logging
+import tensorflow_datasets as tfds
+
 from jaxcam.experiments.config import (
     ExperimentConfig,
     apply_overrides,
@@ -37,8 +40,15 @@ def program_names() -> tuple[str, ...]:
     return tuple(_PROGRAMS)
 
 
+def quiet_logs() -> None:
+    """TFDS's progress bars and absl's info/warning lines off (they would bury the tables)."""
+    absl.logging.set_verbosity(absl.logging.ERROR)
+    tfds.disable_progress_bar()
+
+
 def run(config: ExperimentConfig, log: Callable[[str], None] = print) -> dict[str, Any]:
-    """Run ``config`` with its registered program."""
+    """Run ``config`` with its registered program (TFDS and absl logs quiet)."""
+    quiet_logs()
     if config.program not in _PROGRAMS:
         raise ValueError(f"unknown program {config.program!r}; registered: {', '.join(_PROGRAMS)}")
     return _PROGRAMS[config.program](config, log=log)

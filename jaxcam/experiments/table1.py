@@ -223,6 +223,7 @@ def _reliance_section(
             f"the lesions on {_share(row['flip_share'])}"
         )
     focus = data.focus_index
+    assert focus is not None  # the caller checks
     reliant = (
         (test.labels == focus)
         & (predicted == focus)

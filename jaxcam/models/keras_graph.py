@@ -309,11 +309,11 @@ class _Walker:
             for block in range(stage.residual.count, 0, -1):
                 tensor = self.block(tensor, stage.residual, block, self.trunk_channels[index + 1])
             tensor = self.mixed(tensor, stage.entry)
-        for name, step in reversed(self.layout.stem):
+        for stem_name, step in reversed(self.layout.stem):
             if isinstance(step, Pool):
                 tensor = self.pool(tensor, step, "the stem")
             else:
-                tensor = self.conv_bn(tensor, (str(name),), step, "the stem")
+                tensor = self.conv_bn(tensor, (str(stem_name),), step, "the stem")
         return tensor
 
 

@@ -295,7 +295,11 @@ def _convert(
         output = output or "relu"
     else:
         num_classes = check_class_count(num_classes, int(dense.kernel.shape[-1]), source)
-        keras_output = _KERAS_TO_OUTPUT.get(activation, activation) if activation_recorded else None
+        keras_output = (
+            _KERAS_TO_OUTPUT.get(activation, activation)
+            if activation_recorded and activation is not None
+            else None
+        )
         output = _choose_output(output, keras_output, activation_recorded, source)
 
     first_conv = next(name for name, step in backbone.layout.stem if isinstance(step, Conv))

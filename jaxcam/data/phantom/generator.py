@@ -79,7 +79,7 @@ def _generate(
         rendered = render_phantom(rng, s, label, variant, marker_rng)
         images[i, :, :, 0], twins[i, :, :, 0] = rendered.image, rendered.twin
         masks[i], supports[i], lesion_ids[i] = rendered.mask, rendered.support, rendered.lesion_ids
-        lungs[i], counts[i], markers[i] = rendered.lungs, rendered.count, rendered.marker
+        lungs[i], counts[i], markers[i] = rendered.lungs, rendered.num_opacities, rendered.marker
         labels[i] = label
     arrays = PhantomArrays(images, masks, labels, markers, twins, supports, lesion_ids)
     return _Generated(arrays, lungs, counts)

@@ -155,13 +155,13 @@ class Opacities(NamedTuple):
       non-zero pixels are the lesion support (where the image differs from its twin).
     mask: bool, the union of their half-max regions, clipped to the lungs.
     lesion_ids: uint8, 0 off the mask, else the owning opacity (1-based, see the module doc).
-    count: the number of opacities drawn.
+    num_opacities: the number of opacities drawn.
     """
 
     added: np.ndarray
     mask: np.ndarray
     lesion_ids: np.ndarray
-    count: int
+    num_opacities: int
 
 
 def add_opacities(rng, size, margins, lung_soft, texture, variant) -> Opacities:

@@ -54,7 +54,7 @@ class Rendered(NamedTuple):
     support: bool, where the opacities add a non-zero intensity (contains ``mask``).
     lesion_ids: uint8, 0 off ``mask``, else the 1-based opacity that owns the pixel.
     lungs: bool, the lung fields.
-    count: the number of opacities (0 for NORMAL).
+    num_opacities: the number of opacities (0 for NORMAL).
     marker: bool, the confounder marker pixels.
     """
 
@@ -64,7 +64,7 @@ class Rendered(NamedTuple):
     support: np.ndarray
     lesion_ids: np.ndarray
     lungs: np.ndarray
-    count: int
+    num_opacities: int
     marker: np.ndarray
 
 
@@ -186,7 +186,7 @@ def render_phantom(
     if label == PNEUMONIA:
         texture = smooth_field(rng, size, max(4, size // 12))
         opacities = add_opacities(rng, size, margins, lung_soft, texture, variant)
-        mask, lesion_ids, count = opacities.mask, opacities.lesion_ids, opacities.count
+        mask, lesion_ids, count = opacities.mask, opacities.lesion_ids, opacities.num_opacities
         support = opacities.added != 0
         pair = np.stack([img + opacities.added, img])
 
