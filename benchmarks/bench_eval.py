@@ -250,9 +250,7 @@ def run_case(case: Case, log: CompileLog) -> dict[str, Any]:
         "valid": np.ones(engine.batch_size, bool),
     }
     batch = jax.device_put(host_batch, engine.data_sharding)
-    sums = jax.device_put(
-        zero_evaluation_sums(config), engine.replicated
-    )
+    sums = jax.device_put(zero_evaluation_sums(config), engine.replicated)
     placed = jax.device_put(model, engine.replicated)
     _, result["step_compile_s"] = timed(lambda: engine.step(placed, sums, batch))
     step_s = best_seconds(lambda: engine.step(placed, sums, batch), case.repeats)

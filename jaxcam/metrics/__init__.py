@@ -96,6 +96,7 @@ from jaxcam.metrics.registry import (
     metric_names,
     perturbation_key,
     register_metric,
+    removal_metric,
 )
 
 __all__ = [
@@ -162,6 +163,7 @@ __all__ = [
     "pixel_ranks",
     "rank_pixels",
     "register_metric",
+    "removal_metric",
     "smooth_random_field",
     "sum_over",
     "summarise",

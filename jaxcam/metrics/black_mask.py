@@ -15,7 +15,7 @@ import jax
 import jax.numpy as jnp
 
 from jaxcam.metrics.ranking import pixel_ranks
-from jaxcam.metrics.registry import Metric, register_metric
+from jaxcam.metrics.registry import register_metric, removal_metric
 
 Array = jax.Array
 
@@ -36,25 +36,16 @@ def black_image(
     return keep_top_pixels(image, pixel_ranks(saliency, priority), num_kept)
 
 
-def _perturb(
-    image: Array,
-    saliency: Array,
-    ranks: Array,
-    num_kept: Any,
-    fields: Mapping[str, Array],
-    key: Array,
-) -> Array:
-    del saliency, fields, key  # the ranking decides
-    return keep_top_pixels(image, ranks, num_kept)
+def _black(image: Array, kept: Array, fields: Mapping[str, Array], key: Array) -> Array:
+    del kept, fields, key
+    return jnp.zeros_like(image)
 
 
 BLACK_AVERAGE_DROP = register_metric(
-    Metric(
-        name="black_average_drop",
-        label="BAD",
-        perturb=_perturb,
-        per_alpha=True,
-        signed_columns=True,
+    removal_metric(
+        "black_average_drop",
+        "BAD",
+        _black,
         description="Black Average Drop (eq. 11): the top alpha of the map kept, the rest black",
     )
 )

@@ -27,7 +27,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcam.metrics.registry import Metric, register_metric
+from jaxcam.metrics.registry import register_metric, removal_metric
 
 Array = jax.Array
 
@@ -87,25 +87,16 @@ def blurred_fill_image(
     return jnp.where((ranks < num_kept)[..., None], image, gaussian_blur(image, sigma))
 
 
-def _perturb(
-    image: Array,
-    saliency: Array,
-    ranks: Array,
-    num_kept: Any,
-    fields: Mapping[str, Array],
-    key: Array,
-) -> Array:
-    del saliency, fields, key  # the ranking decides
-    return blurred_fill_image(image, ranks, num_kept)
+def _blurred(image: Array, kept: Array, fields: Mapping[str, Array], key: Array) -> Array:
+    del kept, fields, key
+    return gaussian_blur(image)
 
 
 BLURRED_AVERAGE_DROP = register_metric(
-    Metric(
-        name="blurred_average_drop",
-        label="BAD-blur",
-        perturb=_perturb,
-        per_alpha=True,
-        signed_columns=True,
+    removal_metric(
+        "blurred_average_drop",
+        "BAD-blur",
+        _blurred,
         description=(
             "BAD with removed pixels from a Gaussian-blurred copy (sigma = max(H, W) / 16, "
             "mirrored border)"

@@ -18,7 +18,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxcam.metrics.registry import Metric, register_metric
+from jaxcam.metrics.registry import register_metric, removal_metric
 
 Array = jax.Array
 
@@ -33,26 +33,20 @@ def counterfactual_image(image: Array, twin: Array, ranks: Array, num_kept: Any)
     return jnp.where((ranks < num_kept)[..., None], image, twin.astype(image.dtype))
 
 
-def _perturb(
-    image: Array,
-    saliency: Array,
-    ranks: Array,
-    num_kept: Any,
-    fields: Mapping[str, Array],
-    key: Array,
-) -> Array:
-    del saliency, key  # the ranking decides
-    return counterfactual_image(image, fields["twin"], ranks, num_kept)
+def _twin(image: Array, kept: Array, fields: Mapping[str, Array], key: Array) -> Array:
+    del kept, key
+    twin = fields["twin"]
+    if twin.shape != image.shape:
+        raise ValueError(f"twin must have the image's shape {image.shape}, got {twin.shape}")
+    return twin.astype(image.dtype)
 
 
 COUNTERFACTUAL_AVERAGE_DROP = register_metric(
-    Metric(
-        name="counterfactual_average_drop",
-        label="BAD-twin",
-        perturb=_perturb,
-        per_alpha=True,
+    removal_metric(
+        "counterfactual_average_drop",
+        "BAD-twin",
+        _twin,
         needs=("twin",),
-        signed_columns=True,
         description="BAD with removed pixels from the image's lesion-free twin (phantom only)",
     )
 )

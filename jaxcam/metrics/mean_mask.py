@@ -17,7 +17,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 
-from jaxcam.metrics.registry import Metric, register_metric
+from jaxcam.metrics.registry import register_metric, removal_metric
 
 Array = jax.Array
 
@@ -35,25 +35,16 @@ def mean_fill_image(image: Array, ranks: Array, num_kept: Any) -> Array:
     return jnp.where((ranks < num_kept)[..., None], image, fill)
 
 
-def _perturb(
-    image: Array,
-    saliency: Array,
-    ranks: Array,
-    num_kept: Any,
-    fields: Mapping[str, Array],
-    key: Array,
-) -> Array:
-    del saliency, fields, key  # the ranking decides
-    return mean_fill_image(image, ranks, num_kept)
+def _mean(image: Array, kept: Array, fields: Mapping[str, Array], key: Array) -> Array:
+    del kept, fields, key
+    return jnp.broadcast_to(channel_means(image), image.shape)
 
 
 MEAN_AVERAGE_DROP = register_metric(
-    Metric(
-        name="mean_average_drop",
-        label="BAD-mean",
-        perturb=_perturb,
-        per_alpha=True,
-        signed_columns=True,
+    removal_metric(
+        "mean_average_drop",
+        "BAD-mean",
+        _mean,
         description="BAD with removed pixels set to the whole image's per-channel mean",
     )
 )

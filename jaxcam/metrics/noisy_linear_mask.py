@@ -49,7 +49,7 @@ import jax
 import jax.numpy as jnp
 import numpy as np
 
-from jaxcam.metrics.registry import Metric, Perturbation, register_metric
+from jaxcam.metrics.registry import Fill, Perturbation, register_metric, removal_metric
 
 Array = jax.Array
 
@@ -298,42 +298,43 @@ def noisy_linear_image(
     return jnp.where(kept[..., None], image, noisy)
 
 
-def noisy_linear_perturbation(
+def noisy_linear_fill(
     noise_scale: float = NOISE_SCALE,
     tolerance: float = TOLERANCE,
     max_iterations: int = MAX_ITERATIONS,
-) -> Perturbation:
-    """The registry's per-image perturbation for :func:`noisy_linear_image` with these
-    settings (``noise_scale=0``: the noiseless imputation)."""
+) -> Fill:
+    """The removed pixels' values for :func:`removal_metric`: :func:`noisy_linear_image`
+    with these settings (``noise_scale=0``: the noiseless imputation)."""
 
-    def perturb(
-        image: Array,
-        saliency: Array,
-        ranks: Array,
-        num_kept: Any,
-        fields: Mapping[str, Array],
-        key: Array,
-    ) -> Array:
-        del saliency, fields  # the ranking decides
+    def fill(image: Array, kept: Array, fields: Mapping[str, Array], key: Array) -> Array:
+        del fields
         return noisy_linear_image(
             image,
-            ranks < num_kept,
+            kept,
             key,
             noise_scale=noise_scale,
             tolerance=tolerance,
             max_iterations=max_iterations,
         )
 
-    return perturb
+    return fill
+
+
+def noisy_linear_perturbation(
+    noise_scale: float = NOISE_SCALE,
+    tolerance: float = TOLERANCE,
+    max_iterations: int = MAX_ITERATIONS,
+) -> Perturbation:
+    """The per-image perturbation of the metric with these settings."""
+    fill = noisy_linear_fill(noise_scale, tolerance, max_iterations)
+    return removal_metric("noisy_linear", "BAD-ROAD", fill).perturb
 
 
 NOISY_LINEAR_AVERAGE_DROP = register_metric(
-    Metric(
-        name="noisy_linear_average_drop",
-        label="BAD-ROAD",
-        perturb=noisy_linear_perturbation(),
-        per_alpha=True,
-        signed_columns=True,
+    removal_metric(
+        "noisy_linear_average_drop",
+        "BAD-ROAD",
+        noisy_linear_fill(),
         description=(
             "BAD with ROAD's noisy linear imputation (Rong et al., ICML 2022): removed "
             "pixels the weighted mean of their 8 neighbours, plus 1% noise"

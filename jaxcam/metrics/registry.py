@@ -25,6 +25,7 @@ from collections.abc import Callable, Mapping
 from typing import Any, Protocol
 
 import jax
+import jax.numpy as jnp
 
 from jaxcam.metrics.drops import DROP_REDUCTION
 
@@ -84,6 +85,46 @@ class Metric:
     description: str = ""
 
 
+#: ``fill(image (H, W, C), kept (H, W) bool, fields, key) -> (H, W, C)``: the values the
+#: removed pixels take (only its values off ``kept`` are used).
+Fill = Callable[[Array, Array, Mapping[str, Array], Array], Array]
+
+
+def removal_metric(
+    name: str,
+    label: str,
+    fill: Fill,
+    *,
+    needs: tuple[str, ...] = (),
+    description: str = "",
+) -> Metric:
+    """A metric of the black-masking family (BAD, eq. 11, and its imputers): scored per
+    alpha, the ``num_kept`` = round(alpha*H*W) top-ranked pixels keep their value and
+    every other pixel takes ``fill``'s. The drop statistics, with what the clamp hides."""
+
+    def perturb(
+        image: Array,
+        saliency: Array,
+        ranks: Array,
+        num_kept: Any,
+        fields: Mapping[str, Array],
+        key: Array,
+    ) -> Array:
+        del saliency  # the ranking decides which pixels stay
+        kept = ranks < num_kept
+        return jnp.where(kept[..., None], image, fill(image, kept, fields, key))
+
+    return Metric(
+        name=name,
+        label=label,
+        perturb=perturb,
+        per_alpha=True,
+        needs=needs,
+        signed_columns=True,
+        description=description,
+    )
+
+
 _METRICS: dict[str, Metric] = {}
 
 #: The metrics of the paper's Table 1, in its column order.
@@ -105,8 +146,10 @@ def register_metric(metric: Metric) -> Metric:
 
 
 def metric_names() -> tuple[str, ...]:
-    """Registered metrics, in registration order (the paper's first)."""
-    return tuple(_METRICS)
+    """Registered metrics: the paper's (:data:`DEFAULT_METRICS`) first, then the others in
+    registration order."""
+    paper = tuple(n for n in DEFAULT_METRICS if n in _METRICS)
+    return paper + tuple(n for n in _METRICS if n not in paper)
 
 
 def get_metric(name: str) -> Metric:
