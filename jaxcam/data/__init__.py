@@ -3,8 +3,11 @@
 Importing this package does not import ``tensorflow_datasets``: the phantom generator
 (:mod:`jaxcam.data.phantom`) and the in-memory splits and batching
 (:mod:`jaxcam.data.splits`) are imported at once; the names of the TFDS-backed modules
-(:mod:`~jaxcam.data.folders`, :mod:`~jaxcam.data.sources`,
-:mod:`~jaxcam.data.tfds_phantom`) are imported on first access (module ``__getattr__``).
+(:mod:`~jaxcam.data.prepared`, :mod:`~jaxcam.data.sources`,
+:mod:`~jaxcam.data.tfds_phantom`) and of the PIL-backed image folder modules
+(:mod:`~jaxcam.data.images`, :mod:`~jaxcam.data.folder_scan`) are imported on first
+access (module ``__getattr__``).  :mod:`jaxcam.data.folders` re-exports the image folder
+names of all four folder modules.
 """
 
 from __future__ import annotations
@@ -34,16 +37,17 @@ from jaxcam.data.phantom import (
 )
 from jaxcam.data.splits import ArraySplit, RandomAccessSplit, check_split_labels, split_batches
 
-#: The names that need ``tensorflow_datasets``, by the submodule that defines them.
-_FOLDERS_NAMES = frozenset(
+#: The names imported on first access, by the submodule that defines them: those of
+#: ``images`` and ``folder_scan`` need PIL, the others ``tensorflow_datasets``.
+_IMAGES_NAMES = frozenset({"read_image"})
+_FOLDER_SCAN_NAMES = frozenset({"split_names"})
+_PREPARED_NAMES = frozenset(
     {
         "ImageSplit",
         "class_counts",
         "load_chest_xray",
         "load_image_folder",
         "load_tfds",
-        "read_image",
-        "split_names",
     }
 )
 _SOURCES_NAMES = frozenset(
@@ -74,15 +78,23 @@ _TFDS_PHANTOM_NAMES = frozenset(
 
 
 def __getattr__(name: str) -> Any:
-    """Import a TFDS-backed name on first access and keep it here.
+    """Import a TFDS- or PIL-backed name on first access and keep it here.
 
     The imports are plain import statements (not ``importlib``) so that the import-graph
     test (tests/test_imports.py) sees these edges too.
     """
-    if name in _FOLDERS_NAMES:
-        import jaxcam.data.folders as folders
+    if name in _IMAGES_NAMES:
+        import jaxcam.data.images as images
 
-        value = getattr(folders, name)
+        value = getattr(images, name)
+    elif name in _FOLDER_SCAN_NAMES:
+        import jaxcam.data.folder_scan as folder_scan
+
+        value = getattr(folder_scan, name)
+    elif name in _PREPARED_NAMES:
+        import jaxcam.data.prepared as prepared
+
+        value = getattr(prepared, name)
     elif name in _SOURCES_NAMES:
         import jaxcam.data.sources as sources
 
@@ -98,7 +110,8 @@ def __getattr__(name: str) -> Any:
 
 
 def __dir__() -> list[str]:
-    return sorted(set(globals()) | _FOLDERS_NAMES | _SOURCES_NAMES | _TFDS_PHANTOM_NAMES)
+    lazy = _IMAGES_NAMES | _FOLDER_SCAN_NAMES | _PREPARED_NAMES
+    return sorted(set(globals()) | lazy | _SOURCES_NAMES | _TFDS_PHANTOM_NAMES)
 
 
 __all__ = [

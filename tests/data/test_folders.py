@@ -14,6 +14,7 @@ from jaxcam.data import (
     ImageSplit,
     build_phantom,
     class_counts,
+    folder_builders,
     load_chest_xray,
     load_image_folder,
     load_phantom,
@@ -133,7 +134,7 @@ def test_labels_and_paths_without_decoding(kaggle, monkeypatch):
         raise AssertionError("an image was decoded")
 
     monkeypatch.setattr(tfds.features.Image, "decode_example_np", fail)
-    monkeypatch.setattr(folders_lib, "_decode_file", fail)
+    monkeypatch.setattr(folder_builders, "decode_image_file", fail)
     split = load_chest_xray(*kaggle[:1], "train", kaggle[1], SIZE)
     np.testing.assert_array_equal(split.labels, [0, 0, 0, 1, 1, 1])
     np.testing.assert_array_equal(class_counts(split), [3, 3])
