@@ -31,17 +31,26 @@ import argparse
 import sys
 
 from jaxcam.cli import main as jaxcam_main
+from jaxcam.cli.common import DEFAULT_DATA_DIR
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--source", required=True, help="the Kaggle chest_xray folder")
-    parser.add_argument("--data-dir", default="results/tfds", help="prepared data folder")
+    parser.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="prepared data folder (as the CLI's)"
+    )
     parser.add_argument("--run-dir", default="results/chest_xray", help="run folder")
     parser.add_argument("--model", default="inception_resnet_v2")
     parser.add_argument("--image-size", type=int, default=None, help="default: the model's")
     parser.add_argument("--keras-weights", default=None, help="start from Keras weights")
     parser.add_argument("--epochs", type=int, default=6)
+    parser.add_argument(
+        "--width-scale", type=float, default=None, help="InceptionResNetV2: scale conv widths"
+    )
+    parser.add_argument(
+        "--occlusion", type=float, default=None, help="default: jaxcam train's (0.5)"
+    )
     parser.add_argument("--batch-size", type=int, default=32)
     parser.add_argument("--learning-rate", type=float, default=3e-3)
     parser.add_argument("--val-split", default="val")
@@ -59,10 +68,14 @@ def main(argv: list[str] | None = None) -> int:
         model += ["--image-size", str(args.image_size)]
     if args.keras_weights:
         model += ["--keras-weights", args.keras_weights]
+    if args.width_scale is not None:
+        model += ["--width-scale", str(args.width_scale)]
     quiet = ["--no-progress"] if args.no_progress else []
     train = ["train", *data, *model, "--run-dir", args.run_dir, "--epochs", str(args.epochs)]
     train += ["--batch-size", str(args.batch_size), "--learning-rate", str(args.learning_rate)]
     train += ["--val-split", args.val_split, *quiet]
+    if args.occlusion is not None:
+        train += ["--occlusion", str(args.occlusion)]
     status = jaxcam_main(train)
     if status:
         return status

@@ -4,7 +4,8 @@ Command (a class-per-folder directory such as the ImageNet validation set sorted
 synset folders, or a prepared TFDS set; a Keras InceptionResNetV2 file with its
 1000-class top, or a jaxcam run folder)::
 
-    python experiments/imagenet.py --data folder:DIR --keras-weights irv2.weights.h5
+    python experiments/imagenet.py --data folder:DIR --keras-weights irv2.weights.h5 \\
+        --keras-output softmax
     python experiments/imagenet.py --data tfds:imagenet2012 --split validation \\
         --keras-weights irv2.keras
 
@@ -29,14 +30,23 @@ import argparse
 import sys
 
 from jaxcam.cli import main as jaxcam_main
+from jaxcam.cli.common import DEFAULT_DATA_DIR
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(description=__doc__.split("\n")[0])
     parser.add_argument("--data", required=True, help="folder:DIR or tfds:NAME")
     parser.add_argument("--split", default="all", help="split to draw from ('all': no splits)")
-    parser.add_argument("--data-dir", default="results/tfds", help="prepared data folder")
+    parser.add_argument(
+        "--data-dir", default=DEFAULT_DATA_DIR, help="prepared data folder (as the CLI's)"
+    )
     parser.add_argument("--keras-weights", default=None, help="Keras InceptionResNetV2 file")
+    parser.add_argument(
+        "--keras-output",
+        default=None,
+        help="output activation of a weights-only Keras file (a Keras 3 .weights.h5 "
+        "stores none: softmax for Keras' own top)",
+    )
     parser.add_argument("--run-dir", default=None, help="or a jaxcam run folder")
     parser.add_argument("--classes", type=int, default=100, help="number of random classes")
     parser.add_argument("--seed", type=int, default=0)
@@ -53,6 +63,8 @@ def main(argv: list[str] | None = None) -> int:
         f"from {args.data} / {args.split}"
     )
     model = ["--keras-weights", args.keras_weights] if args.keras_weights else []
+    if args.keras_output:
+        model += ["--keras-output", args.keras_output]
     model += ["--run-dir", args.run_dir] if args.run_dir else []
     return jaxcam_main(
         ["evaluate", *model, "--data", args.data, "--data-dir", args.data_dir]

@@ -5,6 +5,9 @@ import json
 import pytest
 from conftest import load_script
 
+#: Whole experiments: `make test-slow` (and CI) runs them.
+pytestmark = pytest.mark.slow
+
 
 def load(name: str):
     return load_script(f"experiments/{name}.py")

@@ -3,9 +3,13 @@
 import json
 
 import numpy as np
+import pytest
 from conftest import load_script
 
 from jaxcam.ground_truth import LADDER_QUALITY
+
+#: Whole experiments: `make test-slow` (and CI) runs them.
+pytestmark = pytest.mark.slow
 
 
 def test_ground_truth_study_quick_run(tmp_path, capsys):

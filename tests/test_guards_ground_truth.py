@@ -19,6 +19,9 @@ from jaxcam.evaluation import reference_key
 from jaxcam.ground_truth import ladder
 from jaxcam.models import bind
 
+#: Whole experiments: `make test-slow` (and CI) runs them.
+pytestmark = pytest.mark.slow
+
 ALPHA = 0.25  # keeps 64 of 256 pixels: more than the largest lesion (36)
 SIDES = (4, 4, 5, 5, 6, 6)  # lesion squares; their areas fill the study's three size groups
 

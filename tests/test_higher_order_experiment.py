@@ -2,7 +2,11 @@
 
 import json
 
+import pytest
 from conftest import load_script
+
+#: Whole experiments: `make test-slow` (and CI) runs them.
+pytestmark = pytest.mark.slow
 
 
 def load():

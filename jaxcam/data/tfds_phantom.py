@@ -165,6 +165,14 @@ class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
         "1.0.0": "Initial release.",
     }
     BUILDER_CONFIGS = [phantom_config()]
+
+    def _log_download_bytes(self) -> None:
+        # tfds' own line ("Downloading and preparing dataset Unknown size ...") is wrong
+        # here: nothing is downloaded, the images are generated.
+        print(f"generating the phantom data set into {self.data_dir} (first use only)")
+
+    def _log_download_done(self) -> None:
+        print(f"generated the phantom data set into {self.data_dir}")
     # tfds 4.9.10 derives ``code_path`` through the ``importlib_resources``
     # package, which it does not declare as a dependency (tensorflow/datasets
     # issue 11212); give the path directly.  tfds looks for optional metadata

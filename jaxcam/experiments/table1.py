@@ -34,7 +34,7 @@ from jaxcam.experiments.data import MemorySplits, open_memory_splits
 from jaxcam.ground_truth import ladder_references
 from jaxcam.models import create_model
 from jaxcam.models.protocol import Explainable
-from jaxcam.reliance import lesion_reliance, reliance_summary
+from jaxcam.reliance import Reliance, lesion_reliance, reliance_summary
 from jaxcam.saliency import compute_maps, method_info, method_rows
 from jaxcam.train import accuracy, predict_scores, train_on_arrays
 from jaxcam.viz import save_figure, save_line_plot
@@ -210,10 +210,18 @@ def _reliance_section(
     predicted = np.argmax(predict_scores(model, test.images), axis=-1)
     reliance = lesion_reliance(model, test.images, test.twins, predicted)
     threshold = settings.reliance_threshold
-    summary = reliance_summary(reliance, test.labels, len(data.class_names), threshold=threshold)
+    # Over the correctly classified images (c = their class): a misclassified image's r
+    # is about the wrong class (its twin can score far higher), not about the lesions.
+    correct = predicted == test.labels
+    summary = reliance_summary(
+        Reliance(*(np.asarray(field)[correct] for field in reliance)),
+        test.labels[correct],
+        len(data.class_names),
+        threshold=threshold,
+    )
     log(
-        "\nReliance on the lesions (each test image against its lesion-free twin, "
-        "r = (Y - Y_twin) / Y):"
+        "\nReliance on the lesions (each correctly classified test image against its "
+        "lesion-free twin, r = (Y - Y_twin) / Y for its class):"
     )
     for c, row in summary.items():
         log(
