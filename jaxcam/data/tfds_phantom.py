@@ -173,6 +173,7 @@ class PhantomChestXray(tfds.core.GeneratorBasedBuilder):
 
     def _log_download_done(self) -> None:
         print(f"generated the phantom data set into {self.data_dir}")
+
     # tfds 4.9.10 derives ``code_path`` through the ``importlib_resources``
     # package, which it does not declare as a dependency (tensorflow/datasets
     # issue 11212); give the path directly.  tfds looks for optional metadata
