@@ -22,6 +22,9 @@ import jaxcam
 from jaxcam.cli import main
 from jaxcam.runs import load_trained_model
 
+#: Trains a run through the CLI first: `make test-slow` (and CI) runs it.
+pytestmark = pytest.mark.slow
+
 SIZE = 16
 CLASSES = ("NORMAL", "PNEUMONIA")
 COUNTS = {"train": 8, "val": 3, "test": 4}  # images per class

@@ -115,6 +115,7 @@ def jaxcam_command(*words: str) -> subprocess.CompletedProcess:
     )
 
 
+@pytest.mark.slow  # two fresh processes (train, evaluate): `make test-slow`
 def test_outside_registrations_run_through_the_cli(tmp_path):
     run_dir, out = tmp_path / "run", tmp_path / "evaluation"
     train = jaxcam_command(

@@ -25,7 +25,10 @@ h5py = pytest.importorskip("h5py")
 
 # Keras 3 itself converts variables with np.array(x) on NumPy 2, which warns thousands
 # of times while saving; that noise is not jaxcam's.
-pytestmark = pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning")
+pytestmark = [
+    pytest.mark.filterwarnings("ignore:__array__ implementation:DeprecationWarning"),
+    pytest.mark.slow,  # Keras builds full-size InceptionResNetV2 graphs: `make test-slow`
+]
 
 from jaxcam.models import CAMClassifier  # noqa: E402
 from jaxcam.models.inception_resnet_v2 import (  # noqa: E402
