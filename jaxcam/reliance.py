@@ -31,6 +31,7 @@ from jaxcam.checks import (
     check_image_batch,
     check_integer,
 )
+from jaxcam.metrics.drops import drop_terms
 from jaxcam.models.protocol import Explainable, check_bound_model
 
 Array = jax.Array
@@ -58,19 +59,16 @@ def image_reliance(model: Explainable, image: Array, twin: Array, class_index: A
     scores = model.scores(image)  # (classes,)
     scores_without = model.scores(twin)
     score, score_without = scores[class_index], scores_without[class_index]
-    finite = jnp.isfinite(score) & jnp.isfinite(score_without)
-    defined = finite & (score > 0)
-    safe_score = jnp.where(defined, score, jnp.ones_like(score))
-    safe_without = jnp.where(defined, score_without, jnp.ones_like(score_without))
-    reliance = jnp.where(defined, (safe_score - safe_without) / safe_score, jnp.zeros_like(score))
+    # The drop metrics' rule for a defined ratio (Y > 0, both finite): r = -(O - Y) / Y.
+    terms = drop_terms(score, score_without)
     predicted = jnp.argmax(scores).astype(jnp.int32)
     predicted_without = jnp.argmax(scores_without).astype(jnp.int32)
     return Reliance(
         score,
         score_without,
-        reliance,
-        defined,
-        ~finite,
+        -terms.change,
+        terms.defined,
+        terms.nonfinite,
         predicted,
         predicted_without,
         predicted != predicted_without,

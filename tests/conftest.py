@@ -2,7 +2,9 @@
 
 from __future__ import annotations
 
+import contextlib
 import importlib.util
+import subprocess
 import sys
 from pathlib import Path
 from typing import ClassVar
@@ -120,3 +122,32 @@ def normalise_reference(saliency) -> np.ndarray:
     clipped = np.maximum(np.asarray(saliency, np.float64), 0.0)
     peak = clipped.max()
     return clipped / peak if peak > 0 else clipped
+
+
+#: A child process that holds an flock on argv[1] until its stdin closes.
+HOLD_LOCK = """
+import fcntl, os, sys
+descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
+fcntl.flock(descriptor, fcntl.LOCK_EX)
+os.write(descriptor, str(os.getpid()).encode())
+print("locked", flush=True)
+sys.stdin.read()
+"""
+
+
+@contextlib.contextmanager
+def lock_held_by_another_process(path: Path):
+    """A child process holding an flock on ``path``; yields the process."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    child = subprocess.Popen(
+        [sys.executable, "-c", HOLD_LOCK, str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout.readline().strip() == "locked"
+        yield child
+    finally:
+        child.kill()
+        child.wait()

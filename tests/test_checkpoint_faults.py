@@ -2,16 +2,14 @@
 a second process in the same run folder."""
 
 import asyncio
-import contextlib
 import json
 import os
 import shutil
-import subprocess
-import sys
 
 import jax
 import numpy as np
 import pytest
+from conftest import lock_held_by_another_process
 
 from jaxcam.checkpoints import CheckpointStore, DamagedCheckpointError, _reads_end_before_their_loop
 from jaxcam.data import ArraySplit
@@ -196,33 +194,6 @@ def test_reads_still_running_when_one_fails_end_before_their_loop_closes():
 
 
 # --- item 15: one training process per run folder -------------------------------------------
-
-HOLD_LOCK = """
-import fcntl, os, sys
-descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
-fcntl.flock(descriptor, fcntl.LOCK_EX)
-os.write(descriptor, str(os.getpid()).encode())
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def lock_held_by_another_process(path):
-    """A child process holding an flock on ``path``; yields the process."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "locked"
-        yield child
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_a_second_training_process_in_the_same_run_folder_is_refused(uninterrupted, tmp_path):

@@ -36,7 +36,7 @@ from jaxcam.models import create_model
 from jaxcam.models.protocol import Explainable
 from jaxcam.reliance import Reliance, lesion_reliance, reliance_summary
 from jaxcam.saliency import compute_maps, method_info, method_rows
-from jaxcam.train import accuracy, predict_scores, train_on_arrays
+from jaxcam.train import predict_scores, train_on_arrays
 from jaxcam.viz import save_figure, save_line_plot
 
 
@@ -96,7 +96,9 @@ def run_table1(config: ExperimentConfig, log: Callable[[str], None] = print) -> 
     train_config = dataclasses.replace(config.train, seed=config.seed)
     trained = train_on_arrays(model, data.train, data.val, train_config, log=log)
     test = data.test
-    test_accuracy = accuracy(trained, test.images, test.labels)
+    test_scores = predict_scores(trained, test.images)  # (N, classes), once for every use
+    predicted = np.argmax(test_scores, axis=-1)
+    test_accuracy = float(np.mean(predicted == test.labels))
     log(f"test accuracy {test_accuracy:.3f} ({len(test.labels)} images)")
 
     methods: dict[str, Any] = method_rows(settings.methods)
@@ -133,7 +135,9 @@ def run_table1(config: ExperimentConfig, log: Callable[[str], None] = print) -> 
 
     reliance_record = None
     if test.twins is not None and focus is not None:
-        reliance_record = _reliance_section(trained, test, data, evaluation.alpha, config, log)
+        reliance_record = _reliance_section(
+            trained, test, predicted, data, evaluation.alpha, config, log
+        )
 
     extra_methods = method_rows(settings.extra_methods)
     more_start = time.perf_counter()
@@ -184,7 +188,9 @@ def run_table1(config: ExperimentConfig, log: Callable[[str], None] = print) -> 
         "versions": software_versions(),
     }
     _save_curve(out / "bad_curve.png", evaluation, focus_rows, config, data)
-    _save_figure1(out / "figure1.png", trained, data, {**methods, **extra_methods}, settings)
+    _save_figure1(
+        out / "figure1.png", trained, test_scores, data, {**methods, **extra_methods}, settings
+    )
     results["wall_time_s"] = round(time.perf_counter() - start, 1)
     (out / "results.json").write_text(json.dumps(results, indent=1))
     log(
@@ -197,6 +203,7 @@ def run_table1(config: ExperimentConfig, log: Callable[[str], None] = print) -> 
 def _reliance_section(
     model: Explainable,
     test: Any,
+    predicted: np.ndarray,
     data: MemorySplits,
     alpha: float,
     config: ExperimentConfig,
@@ -207,7 +214,6 @@ def _reliance_section(
     ``reliant_metrics`` metric at the headline alpha (the lesion mask is a faithful
     explanation there: removing the lesions removes the evidence)."""
     settings = config.evaluation
-    predicted = np.argmax(predict_scores(model, test.images), axis=-1)
     reliance = lesion_reliance(model, test.images, test.twins, predicted)
     threshold = settings.reliance_threshold
     # Over the correctly classified images (c = their class): a misclassified image's r
@@ -325,15 +331,16 @@ def _save_curve(
 def _save_figure1(
     path: Any,
     model: Explainable,
+    test_scores: np.ndarray,
     data: MemorySplits,
     rows: dict[str, Any],
     settings: Any,
 ) -> None:
     test = data.test
-    predicted = np.argmax(predict_scores(model, test.images), axis=-1)
+    predicted = np.argmax(test_scores, axis=-1)
     shown = _figure_rows(test.labels, predicted, data.focus_index, settings.figure_images)
     explained = test.labels[shown] if settings.explain == "label" else predicted[shown]
-    scores = predict_scores(model, test.images[shown])
+    scores = test_scores[shown]
     maps = {
         name: compute_maps(model, test.images[shown], explained, method, **options)[0]
         for name, (method, options) in rows.items()

@@ -3,15 +3,13 @@ preparing the same source at once."""
 
 from __future__ import annotations
 
-import contextlib
 import os
-import subprocess
-import sys
 from pathlib import Path
 
 import numpy as np
 import pytest
 import tensorflow_datasets as tfds
+from conftest import lock_held_by_another_process
 from PIL import Image
 
 from jaxcam.data import load_chest_xray, load_image_folder
@@ -88,34 +86,6 @@ def test_a_class_folder_of_left_out_entries_only_names_them(tmp_path):
     os.symlink(source / "val/PNEUMONIA/x.png", source / "val/PNEUMONIA/y.jpeg")
     with pytest.raises(ValueError, match=r"'y\.jpeg' \(dangling symbolic link\)"):
         load_chest_xray(source, "train", tmp_path / "data", SIZE)
-
-
-HOLD_LOCK = """
-import fcntl, os, sys
-descriptor = os.open(sys.argv[1], os.O_RDWR | os.O_CREAT)
-fcntl.flock(descriptor, fcntl.LOCK_EX)
-os.write(descriptor, str(os.getpid()).encode())
-print("locked", flush=True)
-sys.stdin.read()
-"""
-
-
-@contextlib.contextmanager
-def lock_held_by_another_process(path: Path):
-    """A child process holding an flock on ``path``; yields the process."""
-    path.parent.mkdir(parents=True, exist_ok=True)
-    child = subprocess.Popen(
-        [sys.executable, "-c", HOLD_LOCK, str(path)],
-        stdin=subprocess.PIPE,
-        stdout=subprocess.PIPE,
-        text=True,
-    )
-    try:
-        assert child.stdout.readline().strip() == "locked"
-        yield child
-    finally:
-        child.kill()
-        child.wait()
 
 
 def test_a_second_preparation_of_the_same_source_is_refused_while_the_first_runs(tmp_path):
