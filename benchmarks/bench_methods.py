@@ -31,8 +31,10 @@ import jax.numpy as jnp
 import numpy as np
 
 import jaxcam
+from jaxcam.derivatives import derivatives_along
 from jaxcam.models import default_input_size, split_at
 from jaxcam.saliency import saliency_step
+from jaxcam.saliency.scores import class_score
 
 # name -> (registered method, options); Grad-CAM is the reference row.
 METHODS: dict[str, tuple[str, dict[str, Any]]] = {
@@ -40,6 +42,15 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "grad_cam": ("grad_cam", {}),
     "grad_cam_plus_plus": ("grad_cam_plus_plus", {"derivatives": "exact"}),
     "grad_cam_plus_plus_closed": ("grad_cam_plus_plus", {"derivatives": "closed_form"}),
+    # The exact derivatives forced through the general path (Taylor mode / nested jvp).
+    "grad_cam_plus_plus_general": (
+        "grad_cam_plus_plus",
+        {"derivatives": "exact", "path": "general"},
+    ),
+    "grad_cam_plus_plus_nested": (
+        "grad_cam_plus_plus",
+        {"derivatives": "exact", "path": "general", "derivative_method": "nested_jvp"},
+    ),
     "hires_cam": ("hires_cam", {}),
     "xgrad_cam": ("xgrad_cam", {}),
     "layer_cam": ("layer_cam", {}),
@@ -48,6 +59,12 @@ METHODS: dict[str, tuple[str, dict[str, Any]]] = {
     "eigen_cam": ("eigen_cam", {}),
 }
 REFERENCE = "grad_cam"
+#: The rows run unless --methods names others (the forced-path rows cost h*w*K passes).
+DEFAULT_METHODS: tuple[str, ...] = tuple(
+    name
+    for name in METHODS
+    if name not in ("grad_cam_plus_plus_general", "grad_cam_plus_plus_nested")
+)
 
 
 def timed(fn: Callable[[], Any]) -> float:
@@ -115,12 +132,50 @@ def run(args: argparse.Namespace) -> dict[str, Any]:
             "compile_s": compile_s,
         }
         print(f"  done: {name} ({1e3 * seconds / args.batch:.2f} ms/image)", flush=True)
+    if args.directions:
+        record["directions"] = per_direction(target, images[0], args)
     reference = record["methods"].get(REFERENCE, {}).get("ms_per_image")
     for row in record["methods"].values():
         if "ms_per_image" in row:
             row["x_grad_cam"] = row["ms_per_image"] / reference if reference else None
             row["x_forward"] = row["ms_per_image"] / record["forward_ms_per_image"]
     return record
+
+
+def per_direction(target: Any, image: jax.Array, args: argparse.Namespace) -> dict[str, Any]:
+    """Exact pure derivatives of the class score along the first ``args.directions`` basis
+    directions of A for one image, by Taylor mode and by nested jvp (the general path's
+    two methods): seconds per direction, and the whole map's estimate (times h*w*K).
+
+    ``h(y) = score(logits(A + pad(y)))`` for y with N elements: its derivatives along the N
+    basis directions of y are those along the first N of A, exactly.
+    """
+    target = target.for_image(image)
+    feature_map = target.features(image)
+    size = feature_map.size
+    count = min(args.directions, size)
+    score = class_score(args.output, 0, target.logits(feature_map))
+
+    def h(y: jax.Array) -> jax.Array:
+        moved = feature_map.reshape(-1) + jnp.pad(y, (0, size - count))
+        return score(target.logits(moved.reshape(feature_map.shape)))
+
+    zeros = jnp.zeros((count,), feature_map.dtype)
+    out: dict[str, Any] = {"directions": count, "of": size}
+    for method in ("taylor", "nested_jvp"):
+        step = jax.jit(lambda y, m=method: derivatives_along(h, y, None, 3, method=m))
+        compile_s = timed(lambda s=step: s(zeros))
+        seconds = best_seconds(lambda s=step: s(zeros), args.repeats)
+        out[method] = {
+            "ms_per_direction": 1e3 * seconds / count,
+            "map_estimate_s": seconds / count * size,
+            "compile_s": compile_s,
+        }
+        print(f"  done: {method} along {count} directions ({seconds:.2f} s)", flush=True)
+    out["nested_over_taylor"] = (
+        out["nested_jvp"]["ms_per_direction"] / out["taylor"]["ms_per_direction"]
+    )
+    return out
 
 
 def table(record: dict[str, Any]) -> str:
@@ -156,7 +211,18 @@ def parse(argv: Sequence[str] | None) -> argparse.Namespace:
     parser.add_argument("--classes", type=int, help="default 2 for small_cnn, else 1000")
     parser.add_argument("--output", default="softmax", help="relu, softmax, linear or exp")
     parser.add_argument("--batch", type=int, help="images per step (default 16, --quick 4)")
-    parser.add_argument("--methods", default=",".join(METHODS), help="comma-separated")
+    parser.add_argument(
+        "--methods",
+        default=",".join(DEFAULT_METHODS),
+        help=f"comma-separated, from {', '.join(METHODS)}",
+    )
+    parser.add_argument(
+        "--directions",
+        type=int,
+        default=0,
+        help="also time the exact derivatives along the first N basis directions of A, "
+        "Taylor mode against nested jvp (per direction; 0: skip)",
+    )
     parser.add_argument("--repeats", type=int, help="timed calls, best of (default 5)")
     parser.add_argument("--json", help="write the numbers to this path")
     args = parser.parse_args(argv)
@@ -187,6 +253,16 @@ def main(argv: Sequence[str] | None = None) -> dict[str, Any]:
         f"forward {record['forward_ms_per_image']:.2f} ms/image"
     )
     print(table(record))
+    if "directions" in record:
+        d = record["directions"]
+        print(
+            f"exact derivatives along {d['directions']} of {d['of']} directions: "
+            f"taylor {d['taylor']['ms_per_direction']:.3f} ms/direction "
+            f"(whole map ~{d['taylor']['map_estimate_s']:.1f} s), nested jvp "
+            f"{d['nested_jvp']['ms_per_direction']:.3f} ms/direction "
+            f"(~{d['nested_jvp']['map_estimate_s']:.1f} s): nested / taylor "
+            f"{d['nested_over_taylor']:.1f}x"
+        )
     record["wall_s"] = time.perf_counter() - start
     print(f"wall {record['wall_s']:.1f} s", flush=True)
     if args.json:

@@ -55,6 +55,7 @@ from jaxcam.taylor import (
     BasisDirection,
     check_order,
     derivatives_from_trace,
+    is_piecewise_linear,
     trace_scalar,
 )
 
@@ -291,3 +292,65 @@ def pure_derivatives_pooled(
 def global_average_pool_weights(height: int, width: int, dtype: jnp.dtype = jnp.float32) -> Array:
     """Pooling weights of GAP (eq. 1): ``1/z`` at each of the z = h*w positions."""
     return jnp.full((height, width), 1.0 / (height * width), dtype=dtype)
+
+
+def is_piecewise_linear_at(fn: Callable[[Array], Array], x: Array) -> bool:
+    """Whether ``fn`` is piecewise linear in ``x``, read from its traced program."""
+    return is_piecewise_linear(jax.make_jaxpr(fn)(as_real_point(x)))
+
+
+def pure_derivatives_transposed(
+    score: ScalarFn,
+    logits: Callable[[Array], Array],
+    x: Array,
+    order: int = 3,
+    *,
+    method: str = "taylor",
+    chunk_size: int | None = None,
+) -> tuple[Array, ...]:
+    """Pure derivatives of ``f(x) = score(logits(x))`` for ``logits`` piecewise linear in x.
+
+    A piecewise-linear body (conv, dense, ReLU, pooling, additions, inference-mode
+    BatchNorm: :func:`jaxcam.taylor.is_piecewise_linear`) is locally linear, so along
+    ``e_i`` the logits move on a straight line, ``z(t) = z + t u_i`` with ``u_i = J e_i``
+    (J the Jacobian of the logits, column i), and exactly (almost everywhere)::
+
+        d^m f / dx_i^m = D^m score(z)[u_i, ..., u_i]
+
+    J costs min(C, n) passes: C reverse passes (one per class, vmapped) when the C
+    classes are fewer than the n elements of x, else n forward passes. The n
+    derivatives are then taken in the C-dimensional logit space (:func:`derivatives_along`).
+    The caller is responsible for ``logits`` being piecewise linear; otherwise the
+    result is the derivative of the score along the body's linearisation, not of f.
+
+    Args:
+      score: scalar function of the logits (C,).
+      logits: x -> logits (C,).
+      x: point, any shape (e.g. A, (h, w, K)); integer or boolean: converted to float.
+      order: highest order.
+      method: how the derivatives in logit space are taken (``taylor`` or ``nested_jvp``).
+      chunk_size: directions vmapped at once in logit space (``None``: automatic).
+
+    Returns:
+      ``order`` arrays shaped like ``x``.
+    """
+    check_order(order)
+    _check_method(method)
+    check_chunk_size(chunk_size)
+    x = as_real_point(x)
+    with jax.default_matmul_precision("highest"):
+        z, pullback = jax.vjp(logits, x)
+        if z.ndim != 1:
+            raise ValueError(f"logits must return a vector (C,), got shape {z.shape}")
+        classes, size = z.shape[0], x.size
+        if classes <= size:
+            (rows,) = jax.vmap(pullback)(jnp.eye(classes, dtype=z.dtype))
+            columns = rows.reshape(classes, size).T  # u_i, (n, C)
+        else:
+            _, push = jax.linearize(logits, x)
+            basis = jnp.eye(size, dtype=x.dtype).reshape(size, *x.shape)
+            columns = jax.vmap(push)(basis)
+        derivatives = derivatives_along(
+            score, z, columns, order, method=method, chunk_size=chunk_size
+        )
+    return tuple(d.reshape(x.shape) for d in derivatives)

@@ -1,6 +1,7 @@
 """Models: CAM-compatible classifiers and the registry."""
 
 from jaxcam.models.base import CAMClassifier, SplitModel, bind
+from jaxcam.models.convnext import ConvNeXt, convnext_tiny
 from jaxcam.models.head_only import FeatureMapInput, head_only_model
 from jaxcam.models.inception_resnet_v2 import InceptionResNetV2, inception_resnet_v2
 from jaxcam.models.init import init_variables, variable_shapes
@@ -18,10 +19,12 @@ from jaxcam.models.protocol import Explainable, ExplainableDefaults, InputSpec
 from jaxcam.models.registry import create_model, default_input_size, model_names, register_model
 from jaxcam.models.resnet import ResNet, resnet18, resnet50
 from jaxcam.models.small_cnn import SmallCNN
+from jaxcam.models.vit import ViT, vit_b16
 
 __all__ = [
     "OUTPUT_ACTIVATIONS",
     "CAMClassifier",
+    "ConvNeXt",
     "Explainable",
     "ExplainableDefaults",
     "FeatureMapInput",
@@ -32,9 +35,11 @@ __all__ = [
     "ResNet",
     "SmallCNN",
     "SplitModel",
+    "ViT",
     "apply_output",
     "check_output_activation",
     "bind",
+    "convnext_tiny",
     "create_model",
     "default_input_size",
     "head_only_model",
@@ -50,4 +55,5 @@ __all__ = [
     "resnet50",
     "split_at",
     "variable_shapes",
+    "vit_b16",
 ]

@@ -43,11 +43,11 @@ import flax.linen as nn
 import jax
 import jax.numpy as jnp
 from flax import struct
-from jax.extend.core import ClosedJaxpr, Jaxpr, Literal
 
 from jaxcam.checks import check_feature_map
 from jaxcam.models.base import CAMClassifier, SplitModel
 from jaxcam.models.outputs import apply_output
+from jaxcam.taylor.dataflow import reads_first_input
 
 Array = jax.Array
 BACKBONE = "backbone"
@@ -57,8 +57,19 @@ def _path(layer: str) -> tuple[str, ...]:
     return tuple(layer.split("/"))
 
 
-def _placeholder_image(model: SplitModel, dtype: Any = jnp.float32) -> Array:
-    """A black image of the architecture's minimum size: shapes for tracing."""
+def _placeholder_image(model: SplitModel, dtype: Any = None) -> Array:
+    """A black image of the architecture's minimum size: shapes for tracing.
+
+    ``dtype`` defaults to that of the model's floating parameters (float32 unless the
+    variables were cast), so tracing never mixes float widths.
+    """
+    if dtype is None:
+        floats = [
+            v.dtype
+            for v in jax.tree.leaves(model.variables)
+            if jnp.issubdtype(v.dtype, jnp.floating)
+        ]
+        dtype = floats[0] if floats else jnp.float32
     module = model.module
     size = max(1, int(module.min_input_size))
     return jnp.zeros((size, size, module.in_channels), dtype)
@@ -110,7 +121,7 @@ def _trace_layers(
     """name -> (per-image shape, whether the output is the backbone's output itself)."""
     image = _placeholder_image(model)
     if image_shape is not None:
-        image = jnp.zeros(tuple(image_shape), jnp.float32)
+        image = jnp.zeros(tuple(image_shape), image.dtype)
     seen: dict[tuple[str, ...], list[Any]] = {}
 
     def record(path: tuple[str, ...], call: Callable[[], Array]) -> Array:
@@ -132,46 +143,6 @@ def _trace_layers(
     found: dict[str, tuple[tuple[int, ...], bool]] = {}
     jax.eval_shape(lambda x: found.update(trace(x)) or 0, image)
     return found
-
-
-def reads_first_input(closed: ClosedJaxpr) -> bool:
-    """Whether any output of a traced program depends on its first input (data flow).
-
-    Walks the equations once; calls with a sub-program (``pjit``, ``custom_jvp_call``...)
-    are followed into it, any other primitive's outputs depend on all of its inputs.
-    """
-    flags = [i == 0 for i in range(len(closed.jaxpr.invars))]
-    return any(_reading(closed.jaxpr, flags))
-
-
-def _sub_jaxpr(eqn: Any) -> Jaxpr | None:
-    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
-        sub = eqn.params.get(key)
-        if isinstance(sub, ClosedJaxpr):
-            return sub.jaxpr
-        if isinstance(sub, Jaxpr):
-            return sub
-    return None
-
-
-def _reading(jaxpr: Jaxpr, flags: list[bool]) -> list[bool]:
-    """Per output of ``jaxpr``: does it depend on the inputs flagged True?"""
-    dependent = {v for v, flag in zip(jaxpr.invars, flags, strict=True) if flag}
-
-    def depends(v: Any) -> bool:
-        return not isinstance(v, Literal) and v in dependent
-
-    for eqn in jaxpr.eqns:
-        inputs = [depends(v) for v in eqn.invars]
-        if not any(inputs):
-            continue
-        sub = _sub_jaxpr(eqn)
-        if sub is not None and len(sub.invars) == len(inputs):
-            outputs = _reading(sub, inputs)
-        else:
-            outputs = [True] * len(eqn.outvars)
-        dependent.update(v for v, flag in zip(eqn.outvars, outputs, strict=True) if flag)
-    return [depends(v) for v in jaxpr.outvars]
 
 
 def _substituted_logits(model: SplitModel, layer: str, image: Array, feature_map: Array) -> Array:

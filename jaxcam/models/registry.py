@@ -13,9 +13,11 @@ import flax.linen as nn
 
 from jaxcam.checks import check_integer
 from jaxcam.models.base import CAMClassifier
+from jaxcam.models.convnext import convnext_tiny
 from jaxcam.models.inception_resnet_v2 import inception_resnet_v2
 from jaxcam.models.resnet import resnet18, resnet50
 from jaxcam.models.small_cnn import SmallCNN
+from jaxcam.models.vit import vit_b16
 
 _BACKBONES: dict[str, Callable[..., nn.Module]] = {}
 _INPUT_SIZES: dict[str, int] = {}
@@ -82,3 +84,5 @@ register_model("small_cnn", SmallCNN, input_size=128)
 register_model("resnet18", resnet18, input_size=224)
 register_model("resnet50", resnet50, input_size=224)
 register_model("inception_resnet_v2", inception_resnet_v2, input_size=299)
+register_model("convnext_tiny", convnext_tiny, input_size=224)
+register_model("vit_b16", vit_b16, input_size=224)

@@ -4,7 +4,10 @@
 the class score exactly (:mod:`jaxcam.derivatives`: Taylor mode by default, nested
 ``jax.jvp`` as the reference), for any head; through the pooled features when the
 head starts with global average pooling (O(N*K) instead of O(N^2)), with the K
-directions taken past the first dense layer analytically (rows of its kernel).
+directions taken past the first dense layer analytically (rows of its kernel); through
+the Jacobian of the logits when the rest of the network is piecewise linear in A (a
+ReLU network's inner layer: min(C, N) backward or forward passes, then N directions in
+the C-dimensional logit space, where alone the second and third derivatives arise).
 ``derivatives="closed_form"`` is what public CAM libraries compute: ``d2 = g^2``,
 ``d3 = g^3`` with ``g = dS^c/dA`` the gradient of the class *logit*, exact only for
 ``Y = exp(S)`` with S linear in A.
@@ -25,14 +28,17 @@ from jaxcam.checks import nan_if_out_of_range
 from jaxcam.derivatives import (
     check_chunk_size,
     global_average_pool_weights,
+    is_piecewise_linear_at,
     pure_derivatives,
     pure_derivatives_pooled,
+    pure_derivatives_transposed,
 )
 from jaxcam.models.protocol import Explainable, check_explained
 from jaxcam.saliency.scores import class_score
 
 Array = jax.Array
 DERIVATIVES: tuple[str, ...] = ("exact", "closed_form")
+PATHS: tuple[str, ...] = ("auto", "pooled", "transposed", "general")
 
 
 def grad_cam_plus_plus_derivatives(
@@ -59,10 +65,14 @@ def grad_cam_plus_plus_derivatives(
         gradient of the class logit).
       score: differentiated score (default: the model's output activation).
       form: ``stable`` (log-space ``Y/Y(A0)``) or ``naive``.
-      path: ``auto`` (pooled when ``model.has_linear_pooling``: GAP then the first
-        dense layer, see :class:`jaxcam.models.CAMClassifier`), ``pooled`` (an error
-        for any other head) or ``general`` (any head: along all h*w*K basis
-        directions).
+      path: ``auto`` (the first of these that applies), ``pooled`` (a head that
+        starts with GAP then the first dense layer, ``model.has_linear_pooling``: K
+        directions), ``transposed`` (logits piecewise linear in A, read from the traced
+        program, e.g. a ReLU network's inner layer: the Jacobian of the C logits by
+        min(C, h*w*K) passes, then the derivatives in logit space) or ``general`` (any
+        head: one Taylor pass through the head along each of the h*w*K basis
+        directions). Naming ``pooled`` or ``transposed`` where it does not apply is an
+        error.
       chunk_size: basis directions vmapped at once, an integer >= 1 or ``None``
         (see :func:`pure_derivatives`).
       derivative_method: ``taylor`` (one Taylor-mode pass per direction) or
@@ -72,8 +82,8 @@ def grad_cam_plus_plus_derivatives(
     check_chunk_size(chunk_size)
     if derivatives not in DERIVATIVES:
         raise ValueError(f"derivatives must be one of {DERIVATIVES}, got {derivatives!r}")
-    if path not in ("auto", "pooled", "general"):
-        raise ValueError(f"path must be 'auto', 'pooled' or 'general', got {path!r}")
+    if path not in PATHS:
+        raise ValueError(f"path must be one of {PATHS}, got {path!r}")
     if path == "pooled" and not model.has_linear_pooling:
         raise ValueError(
             "path='pooled' needs a head that starts with GAP then the first dense "
@@ -124,6 +134,21 @@ def _derivatives(
             method=derivative_method,
             chunk_size=chunk_size,
         )
+    if path in ("auto", "transposed"):
+        if is_piecewise_linear_at(model.logits, feature_map):
+            return pure_derivatives_transposed(
+                score_of_logits,
+                model.logits,
+                feature_map,
+                method=derivative_method,
+                chunk_size=chunk_size,
+            )
+        if path == "transposed":
+            raise ValueError(
+                "path='transposed' needs logits piecewise linear in A (conv, dense, ReLU, "
+                "pooling, additions, inference-mode BatchNorm); this head is not: use "
+                "path='general' or 'auto'"
+            )
     return pure_derivatives(
         lambda a: score_of_logits(model.logits(a)),
         feature_map,

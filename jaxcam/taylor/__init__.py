@@ -14,12 +14,16 @@ series), so results stay exact; :func:`taylor_rule` attaches a series rule of on
 * :mod:`.equations`: evaluating one jaxpr equation;
 * :mod:`.series`: recurrences for exp, log, powers and functions given by their derivative;
 * :mod:`.linear_rules`, :mod:`.nonlinear_rules`: the series rules per primitive;
-* :mod:`.jvp_fallback`: every other primitive, by nested ``jax.jvp``;
+* :mod:`.jvp_fallback`: every other primitive, by nested ``jax.jvp`` (one linearisation
+  for a piecewise-linear one);
+* :mod:`.dataflow`: which outputs of a program depend on an input, and whether they are
+  piecewise linear in it (:func:`is_piecewise_linear`);
 * :mod:`.custom_rules`: :func:`taylor_rule` and :func:`logsumexp_taylor`;
 * :mod:`.interpreter`: the jaxpr walk and :func:`taylor_derivatives`.
 """
 
 from jaxcam.taylor.custom_rules import SeriesRule, logsumexp_taylor, taylor_rule
+from jaxcam.taylor.dataflow import is_piecewise_linear, reads_first_input
 from jaxcam.taylor.interpreter import (
     ScalarFn,
     check_order,
@@ -38,7 +42,9 @@ __all__ = [
     "Term",
     "check_order",
     "derivatives_from_trace",
+    "is_piecewise_linear",
     "logsumexp_taylor",
+    "reads_first_input",
     "taylor_derivatives",
     "taylor_rule",
     "trace_scalar",

@@ -8,7 +8,7 @@ from typing import Any
 import jax
 import jax.numpy as jnp
 from jax.core import ShapedArray
-from jax.extend.core import JaxprEqn
+from jax.extend.core import ClosedJaxpr, Jaxpr, JaxprEqn
 
 Array = jax.Array
 
@@ -40,3 +40,18 @@ def is_inexact(aval: Any) -> bool:
 def zeros_of(aval: Any) -> Array:
     """Zeros of ``aval``'s shape and dtype."""
     return jnp.zeros(aval.shape, aval.dtype)
+
+
+def sub_jaxpr(eqn: JaxprEqn) -> ClosedJaxpr | None:
+    """The program an equation calls (``jit``, ``custom_jvp_call``, ``remat`` ...), if any.
+
+    Returns the called program as a closed jaxpr whose inputs are the equation's inputs,
+    or None for a primitive that calls none (or several: ``cond``, ``while``).
+    """
+    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
+        sub = eqn.params.get(key)
+        if isinstance(sub, ClosedJaxpr):
+            return sub
+        if isinstance(sub, Jaxpr):
+            return ClosedJaxpr(sub, ())
+    return None

@@ -8,11 +8,12 @@ from typing import Any
 
 import jax
 import jax.numpy as jnp
-from jax.extend.core import ClosedJaxpr, DropVar, Jaxpr, JaxprEqn, Literal
+from jax.extend.core import ClosedJaxpr, DropVar, JaxprEqn, Literal
 
 from jaxcam.taylor.custom_rules import SERIES_RULES
-from jaxcam.taylor.equations import bind_equation, is_inexact
-from jaxcam.taylor.jvp_fallback import jvp_rule
+from jaxcam.taylor.dataflow import is_piecewise_linear_equation
+from jaxcam.taylor.equations import bind_equation, is_inexact, sub_jaxpr
+from jaxcam.taylor.jvp_fallback import jvp_rule, piecewise_linear_rule
 from jaxcam.taylor.linear_rules import LINEAR_PRIMITIVES, bilinear_rule, linear_rule
 from jaxcam.taylor.nonlinear_rules import (
     UNARY_PRIMITIVES,
@@ -47,16 +48,6 @@ def check_order(order: int) -> None:
         raise ValueError(f"order must be an int >= 1, got {order!r}")
 
 
-def _call_jaxpr(eqn: JaxprEqn) -> ClosedJaxpr | None:
-    for key in ("jaxpr", "call_jaxpr", "fun_jaxpr"):
-        sub = eqn.params.get(key)
-        if isinstance(sub, ClosedJaxpr):
-            return sub
-        if isinstance(sub, Jaxpr):
-            return ClosedJaxpr(sub, ())
-    return None
-
-
 def _equation_series(
     eqn: JaxprEqn, primals: list[Any], series: list[Series], order: int
 ) -> RuleResult:
@@ -66,7 +57,7 @@ def _equation_series(
         return bind_equation(eqn, primals), [None] * len(eqn.outvars)
     if name in LINEAR_PRIMITIVES:
         return linear_rule(eqn, primals, series, order)
-    if name in ("mul", "dot_general"):
+    if name in ("mul", "dot_general", "conv_general_dilated"):
         return bilinear_rule(eqn, primals, series, order)
     if name == "div":
         return div_rule(eqn, primals, series, order)
@@ -79,9 +70,11 @@ def _equation_series(
     if name in _CALLS and (rule := SERIES_RULES.get(eqn.params.get("name", ""))) is not None:
         out, terms = rule(primals, series, order)
         return [out], [terms]
-    if name in _CALLS and (sub := _call_jaxpr(eqn)) is not None:
+    if name in _CALLS and (sub := sub_jaxpr(eqn)) is not None:
         outs = _taylor_jaxpr(sub, primals, series, order)
         return [p for p, _ in outs], [s for _, s in outs]
+    if is_piecewise_linear_equation(eqn):
+        return piecewise_linear_rule(eqn, primals, series, order)
     return jvp_rule(eqn, primals, series, order)
 
 

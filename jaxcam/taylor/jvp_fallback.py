@@ -1,4 +1,5 @@
-"""The fallback series rule: any primitive by nested ``jax.jvp`` (its own JVP rules)."""
+"""Series rules from JAX's own JVP rules: nested ``jax.jvp`` for any primitive, and one
+linearisation for a piecewise-linear one (max pooling, a custom-JVP ReLU)."""
 
 from __future__ import annotations
 
@@ -77,3 +78,42 @@ def jvp_rule(eqn: JaxprEqn, primals: list[Any], series: list[Series], order: int
         for r, v in zip(results, eqn.outvars, strict=True)
     ]
     return outs, terms
+
+
+def piecewise_linear_rule(
+    eqn: JaxprEqn, primals: list[Any], series: list[Series], order: int
+) -> RuleResult:
+    """A primitive piecewise linear in its operands (max pooling, a custom-JVP ReLU).
+
+    Locally it is linear (almost everywhere), so every output coefficient is its JVP,
+    by the primitive's own rule, at the primal along the operands' coefficient of the
+    same order: one linearisation, then ``order`` linear maps (no nesting).
+    """
+    active = [i for i, s in enumerate(series) if s is not None]
+
+    def of_active(*values: Any) -> list[Any]:
+        args = list(primals)
+        for i, value in zip(active, values, strict=True):
+            args[i] = value
+        return bind_equation(eqn, args)
+
+    outs, linear = jax.linearize(of_active, *(primals[i] for i in active))
+    columns: list[list[Any]] = [[] for _ in outs]
+    for k in range(order):
+        terms = [series[i][k] for i in active]  # type: ignore[index]
+        if all(t is None for t in terms):
+            values: list[Any] = [None] * len(outs)
+        else:
+            values = linear(
+                *(
+                    jnp.zeros_like(primals[i]) if t is None else dense_term(t)
+                    for i, t in zip(active, terms, strict=True)
+                )
+            )
+        for column, value in zip(columns, values, strict=True):
+            column.append(value)
+    terms_out = [
+        column if is_inexact(v.aval) else None
+        for column, v in zip(columns, eqn.outvars, strict=True)
+    ]
+    return outs, terms_out

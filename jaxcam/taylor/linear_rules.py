@@ -1,9 +1,10 @@
 """Series rules of linear and bilinear primitives, keeping basis directions symbolic.
 
 A linear primitive maps each coefficient on its own (a basis direction stays one through
-reshapes, negation, casts, sums and transposes); a bilinear one (``mul``, ``dot_general``)
-takes the Cauchy product of its operands' series, a basis direction in a ``dot_general``
-picking a slice of the other operand (a row gather through a dense layer).
+reshapes, negation, casts, sums and transposes); a bilinear one (``mul``, ``dot_general``,
+``conv_general_dilated``) takes the Cauchy product of its operands' series, a basis
+direction in a ``dot_general`` picking a slice of the other operand (a row gather through a
+dense layer).
 """
 
 from __future__ import annotations
@@ -194,8 +195,16 @@ def _dot_product(eqn: JaxprEqn) -> Callable[[Any, Any], Term]:
 def bilinear_rule(
     eqn: JaxprEqn, primals: list[Any], series: list[Series], order: int
 ) -> RuleResult:
-    """Rule of ``mul`` and ``dot_general``: the Cauchy product of the two series."""
-    op = _dot_product(eqn) if eqn.primitive.name == "dot_general" else _elementwise_product(eqn)
+    """Rule of ``mul``, ``dot_general`` and ``conv_general_dilated``: the Cauchy product of
+    the two series (a convolution's terms are made dense)."""
+    name = eqn.primitive.name
+    op: Callable[[Any, Any], Term]
+    if name == "dot_general":
+        op = _dot_product(eqn)
+    elif name == "mul":
+        op = _elementwise_product(eqn)
+    else:
+        op = lambda a, b: bind_equation(eqn, [dense_term(a), dense_term(b)])[0]  # noqa: E731
     u = [primals[0], *(series[0] or [None] * order)]
     v = [primals[1], *(series[1] or [None] * order)]
     out = bind_equation(eqn, primals)

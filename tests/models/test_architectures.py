@@ -81,12 +81,20 @@ TINY = {
     "resnet18": ({"width": 4}, 32),
     "resnet50": ({"width": 4}, 32),
     "inception_resnet_v2": ({"repeats": (1, 1, 1), "width_scale": 1 / 16}, 75),
+    "convnext_tiny": ({"depths": (1, 1), "dims": (4, 8)}, 32),
+    "vit_b16": (
+        {"patch_size": 4, "dim": 8, "depth": 1, "heads": 2, "mlp_dim": 8, "image_size": 8},
+        8,
+    ),
 }
+# LayerNorm models: no running statistics to update in training.
+NO_BATCH_NORM = {"convnext_tiny", "vit_b16"}
 
 
 def test_every_registered_model_has_a_tiny_config():
     assert set(TINY) <= set(model_names())
-    assert {"small_cnn", "resnet18", "resnet50", "inception_resnet_v2"} <= set(model_names())
+    builtin = {"small_cnn", "resnet18", "resnet50", "inception_resnet_v2"}
+    assert builtin | {"convnext_tiny", "vit_b16"} <= set(model_names())
 
 
 @pytest.mark.parametrize("name", sorted(TINY))
@@ -106,13 +114,24 @@ def test_tiny_forward_eval_and_train(name):
         return variables, y, feature_map, y_train, updates
 
     variables, y, feature_map, y_train, updates = _compile_quickly(run, x)(x)
-    assert set(variables) == {"params", "batch_stats"}
+    assert set(variables) == ({"params"} if name in NO_BATCH_NORM else {"params", "batch_stats"})
     assert y.shape == (2, 3)
     assert bool(jnp.all(jnp.isfinite(y)))
     assert feature_map.ndim == 4 and feature_map.shape[0] == 2
     assert bool(jnp.all(jnp.isfinite(feature_map)))
     assert y_train.shape == (2, 3)
     assert bool(jnp.all(jnp.isfinite(y_train)))
+    if name in NO_BATCH_NORM:
+        assert not updates.get("batch_stats")
+        np.testing.assert_allclose(y_train, y, rtol=1e-5, atol=1e-6)  # no dropout either
+    else:
+        _check_batch_stats_moved(variables, updates)
+    maps, classes = saliency_maps(bind(model, variables), np.asarray(x), None, "cam")
+    assert maps.shape == (2, size, size) and classes.shape == (2,)
+    assert float(jnp.min(maps)) >= 0.0 and float(jnp.max(maps)) <= 1.0
+
+
+def _check_batch_stats_moved(variables, updates) -> None:
     assert jax.tree_util.tree_structure(updates["batch_stats"]) == jax.tree_util.tree_structure(
         variables["batch_stats"]
     )
@@ -120,9 +139,6 @@ def test_tiny_forward_eval_and_train(name):
         lambda a, b: bool(jnp.any(a != b)), updates["batch_stats"], variables["batch_stats"]
     )
     assert any(jax.tree_util.tree_leaves(moved))  # the running statistics were updated
-    maps, classes = saliency_maps(bind(model, variables), np.asarray(x), None, "cam")
-    assert maps.shape == (2, size, size) and classes.shape == (2,)
-    assert float(jnp.min(maps)) >= 0.0 and float(jnp.max(maps)) <= 1.0
 
 
 def test_resnet_and_irv2_feature_maps_at_min_size():
