@@ -204,3 +204,45 @@ def test_detection_on_models_and_the_transposed_path_refuses_a_smooth_head():
     transposed = grad_cam_plus_plus_derivatives(linear_head, a, 2, path="transposed")
     general = grad_cam_plus_plus_derivatives(linear_head, a, 2, path="general")
     assert_all_close(transposed, general, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.slow  # compiles nested jvp through two small networks (~1 minute)
+@pytest.mark.parametrize(
+    ("name", "kwargs", "size", "layer"),
+    [
+        ("convnext_tiny", {"depths": (1, 1), "dims": (2, 4)}, 32, "backbone/stage2_block1/dwconv"),
+        (
+            "vit_b16",
+            {"patch_size": 8, "dim": 4, "depth": 2, "heads": 2, "mlp_dim": 6, "image_size": 16},
+            16,
+            "backbone/block1",
+        ),
+    ],
+)
+def test_registered_smooth_networks_taylor_equals_nested_jvp_in_float64(name, kwargs, size, layer):
+    module = jaxcam.create_model(name, num_classes=3, output="softmax", in_channels=1, **kwargs)
+    variables = module.init(jax.random.key(3), jnp.zeros((1, size, size, 1)))
+    # Flax's LayerNorm promotes its statistics with float32: standard promotion for float64.
+    with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
+        image = jax.random.uniform(jax.random.key(2), (size, size, 1), jnp.float64)
+        # Layer scales of 1 (not 1e-6) and a non-zero class token: every block does something.
+        variables = jax.tree.map(
+            lambda v: (v.astype(jnp.float64) if v.ndim != 1 or v.shape[0] > 8 else v + 1.0)
+            .astype(jnp.float64),
+            variables,
+        )
+        model = jaxcam.bind(module, variables)
+        target = split_at(model, layer).for_image(image)
+        a = target.features(image)
+        assert not is_piecewise_linear_at(target.logits, a)
+
+        @jax.jit
+        def both(target, a):
+            return [
+                grad_cam_plus_plus_derivatives(target, a, 1, derivative_method=method)
+                for method in ("taylor", "nested_jvp")
+            ]
+
+        taylor, nested = both(target, a)
+        assert_all_close(taylor, nested, rtol=1e-10, atol=1e-14)
+        assert float(jnp.max(jnp.abs(taylor[2]))) > 0
