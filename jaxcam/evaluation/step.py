@@ -3,7 +3,9 @@
 1. one forward pass gives the feature map A and the scores Y;
 2. every explainer's map comes from that A (upsampled, normalised), reference maps
    from batch fields;
-3. one tie order per image (:func:`jaxcam.metrics.tie_priority`) ranks every map;
+3. one tie order per image (:func:`jaxcam.metrics.tie_priority`) ranks every map: at
+   one alpha an exact top-k selection without a sort (:mod:`jaxcam.metrics.selection`),
+   at several one sort shared by all;
 4. every metric's perturbed images - one per map, or one per map and alpha for a
    metric scored per alpha (BAD) - go through the model in one batched call
    (``jax.lax.map`` over chunks, so memory is bounded);
@@ -28,6 +30,15 @@ from jaxcam.metrics import (
     rank_pixels,
     threshold_split,
     tie_priority,
+)
+from jaxcam.metrics.ranking import ThresholdSplit
+from jaxcam.metrics.selection import (
+    enabled,
+    select_top,
+    selection_applies,
+    selection_ranks,
+    selection_split,
+    sorted_descending,
 )
 from jaxcam.models.outputs import apply_output
 from jaxcam.models.protocol import Explainable
@@ -192,15 +203,12 @@ def evaluation_step(
     priority = jax.vmap(lambda i: tie_priority(config.ties, config.tie_seed, i, (height, width)))(
         batch["index"]
     )
-    rankings = jax.vmap(jax.vmap(rank_pixels), in_axes=(0, None))(maps, priority)
     kept_counts = config.kept_counts(height, width)
+    ranks, splits = _rank_and_split(config, maps, priority, kept_counts)
 
     ties, differences = [], []
     searched = [i for i, e in enumerate(config.explainers) if not isinstance(e, ReferenceMap)]
-    for k in kept_counts:
-        split = jax.vmap(jax.vmap(threshold_split, in_axes=(0, 0, None)), in_axes=(0, 0, None))(
-            maps, rankings.sorted_values, k
-        )
+    for k, split in zip(kept_counts, splits, strict=True):
         ties.append(split.tie_decided.astype(jnp.float32) / max(k, 1))  # (M, B)
         if config.search:
             methods_split = jax.tree.map(lambda x: x[jnp.asarray(searched)], split)
@@ -215,7 +223,7 @@ def evaluation_step(
     metric_sums = sums.metrics
     if config.score_masks:
         masked, masked_class = _masked_scores(
-            config, model, batch, maps, rankings.ranks, classes, kept_counts
+            config, model, batch, maps, ranks, classes, kept_counts
         )
         metric_sums, start = {}, 0
         for name in config.metrics:
@@ -255,6 +263,34 @@ def evaluation_step(
             sums.pixel_max, jnp.max(jnp.where(counted, images, -jnp.inf)).astype(jnp.float32)
         ),
     )
+
+
+def _rank_and_split(
+    config: StepConfig, maps: Array, priority: Array, kept_counts: tuple[int, ...]
+) -> tuple[Array | None, list[ThresholdSplit]]:
+    """Ranks (M, B, H, W) for the perturbations (None when no metric is scored) and the
+    :func:`threshold_split` of every k (masks (M, B, H, W), counts (M, B)).
+
+    One k, with no metric that reads full ranks: an exact top-k selection, no sort
+    (:mod:`jaxcam.metrics.selection`). Several k share one sort: of the values alone when
+    no metric is scored (the alpha search), else the full ranking.
+    """
+    num_methods, batch_size, height, width = maps.shape
+    scored = config.score_masks
+    full_ranks = [get_metric(n).needs_full_ranks for n in config.metrics] if scored else []
+    if selection_applies(len(kept_counts), full_ranks):
+        (k,) = kept_counts
+        flat = maps.reshape(num_methods, batch_size, height * width)  # priority: (B, H*W)
+        selection = select_top(flat, priority, k)
+        ranks = selection_ranks(selection.kept.reshape(maps.shape)) if scored else None
+        return ranks, [selection_split(maps, selection, k)]
+    split_each = jax.vmap(jax.vmap(threshold_split, in_axes=(0, 0, None)), in_axes=(0, 0, None))
+    if not scored and enabled():
+        sorted_values = sorted_descending(maps.reshape(num_methods, batch_size, -1))
+        return None, [split_each(maps, sorted_values, k) for k in kept_counts]
+    rankings = jax.vmap(jax.vmap(rank_pixels), in_axes=(0, None))(maps, priority)
+    ranks = rankings.ranks if scored else None
+    return ranks, [split_each(maps, rankings.sorted_values, k) for k in kept_counts]
 
 
 def _masked_scores(

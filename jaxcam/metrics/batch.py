@@ -30,6 +30,12 @@ from jaxcam.metrics.ranking import (
     tie_priority,
 )
 from jaxcam.metrics.registry import check_metrics, get_metric, perturbation_key
+from jaxcam.metrics.selection import (
+    has_ascending_key,
+    selection_applies,
+    selection_ranks,
+    top_pixel_masks,
+)
 from jaxcam.models.protocol import Explainable, check_bound_model
 
 Array = jax.Array
@@ -58,7 +64,9 @@ class MetricScores(NamedTuple):
     masked_class: Array  # (Q, B) predicted class of each perturbed image
 
 
-@functools.partial(jax.jit, static_argnames=("metrics", "num_kept", "ties", "tie_seed"))
+@functools.partial(
+    jax.jit, static_argnames=("metrics", "num_kept", "ties", "tie_seed", "selection")
+)
 def _metric_scores_step(
     model: Explainable,
     images: Array,
@@ -70,13 +78,23 @@ def _metric_scores_step(
     num_kept: int,
     ties: str,
     tie_seed: int,
+    selection: bool,
 ) -> MetricScores:
     shape = (images.shape[1], images.shape[2])
+    priority = jax.vmap(lambda i: tie_priority(ties, tie_seed, i, shape))(indices)
+    if selection:  # one cut: the kept pixels without a full sort
+        all_ranks = selection_ranks(top_pixel_masks(maps, priority, num_kept))
+    else:
+        all_ranks = jax.vmap(rank_pixels)(maps, priority).ranks
 
     def one(
-        image: Array, saliency: Array, class_index: Array, index: Array, example: Mapping
+        image: Array,
+        saliency: Array,
+        ranks: Array,
+        class_index: Array,
+        index: Array,
+        example: Mapping,
     ) -> tuple[Array, Array, Array]:
-        ranks = rank_pixels(saliency, tie_priority(ties, tie_seed, index, shape)).ranks
         key = perturbation_key(tie_seed, index)
         perturbed = perturbed_images(metrics, image, saliency, ranks, num_kept, example, key)
         scores = jax.vmap(model.scores)(jnp.concatenate([image[None], perturbed]))
@@ -84,7 +102,9 @@ def _metric_scores_step(
         predicted = jnp.argmax(scores, axis=-1).astype(jnp.int32)
         return chosen[0], chosen[1:], predicted[1:]
 
-    original, masked, predicted = jax.vmap(one)(images, maps, class_indices, indices, fields)
+    original, masked, predicted = jax.vmap(one)(
+        images, maps, all_ranks, class_indices, indices, fields
+    )
     return MetricScores(original, masked.T, predicted.T)
 
 
@@ -153,10 +173,12 @@ def metric_scores(
     missing = [n for n in needed if n not in fields]
     if missing:
         raise ValueError(f"metrics {list(metrics)} need the per-image arrays {missing}")
+    maps = jnp.asarray(maps)
+    full_ranks = [get_metric(m).needs_full_ranks for m in metrics]
     return _metric_scores_step(
         model,
         jnp.asarray(images),
-        jnp.asarray(maps),
+        maps,
         jnp.asarray(classes),
         jnp.asarray(indices, jnp.int32),
         {n: jnp.asarray(fields[n]) for n in needed},
@@ -164,6 +186,7 @@ def metric_scores(
         kept_pixel_count(alpha, height, width),
         ties,
         tie_seed,
+        selection_applies(1, full_ranks) and has_ascending_key(maps.dtype),
     )
 
 

@@ -39,5 +39,6 @@ AVERAGE_DROP = register_metric(
         label="AD",
         perturb=_perturb,
         description="Average Drop (eq. 10): the image seen through the map as opacity",
+        needs_full_ranks=False,
     )
 )

@@ -73,6 +73,10 @@ class Metric:
       signed_columns: tables also show what the clamp hides (O>Y %, mean (O-Y)/Y,
         median O/Y) for this metric.
       description: one line for help texts (what is removed, the paper's equation).
+      needs_full_ranks: ``perturb`` reads ``ranks`` beyond ``ranks < num_kept``. When no
+        metric of an evaluation at one alpha does, the engine skips the full sort and
+        passes ranks that are 0 on the kept pixels and H*W elsewhere
+        (:mod:`jaxcam.metrics.selection`).
     """
 
     name: str
@@ -83,6 +87,7 @@ class Metric:
     needs: tuple[str, ...] = ()
     signed_columns: bool = False
     description: str = ""
+    needs_full_ranks: bool = True
 
 
 #: ``fill(image (H, W, C), kept (H, W) bool, fields, key) -> (H, W, C)``: the values the
@@ -122,6 +127,7 @@ def removal_metric(
         needs=needs,
         signed_columns=True,
         description=description,
+        needs_full_ranks=False,
     )
 
 
