@@ -27,9 +27,11 @@ def tiny_resnet(classes, dtype=jnp.float64):
     # Non-trivial BatchNorm statistics, so inference-mode BN is a real affine map.
     variables = jax.tree.map(lambda v: v.astype(dtype), variables)
     variables = jax.tree_util.tree_map_with_path(
-        lambda path, v: v + 0.1 * jnp.cos(jnp.arange(v.size, dtype=dtype).reshape(v.shape))
-        if "batch_stats" in jax.tree_util.keystr(path)
-        else v,
+        lambda path, v: (
+            v + 0.1 * jnp.cos(jnp.arange(v.size, dtype=dtype).reshape(v.shape))
+            if "batch_stats" in jax.tree_util.keystr(path)
+            else v
+        ),
         variables,
     )
     return jaxcam.bind(module, variables), image
@@ -227,8 +229,9 @@ def test_registered_smooth_networks_taylor_equals_nested_jvp_in_float64(name, kw
         image = jax.random.uniform(jax.random.key(2), (size, size, 1), jnp.float64)
         # Layer scales of 1 (not 1e-6) and a non-zero class token: every block does something.
         variables = jax.tree.map(
-            lambda v: (v.astype(jnp.float64) if v.ndim != 1 or v.shape[0] > 8 else v + 1.0)
-            .astype(jnp.float64),
+            lambda v: (v.astype(jnp.float64) if v.ndim != 1 or v.shape[0] > 8 else v + 1.0).astype(
+                jnp.float64
+            ),
             variables,
         )
         model = jaxcam.bind(module, variables)

@@ -222,6 +222,7 @@ def evaluation_step(
 
     metric_sums = sums.metrics
     if config.score_masks:
+        assert ranks is not None  # _rank_and_split ranks whenever masks are scored
         masked, masked_class = _masked_scores(
             config, model, batch, maps, ranks, classes, kept_counts
         )
