@@ -259,6 +259,7 @@ print(json.dumps(evaluation_record(evaluation)))
 """
 
 
+@pytest.mark.slow  # ~12 s: a fresh process with four simulated devices
 def test_four_simulated_devices_give_the_single_device_results():
     env = {**os.environ, "XLA_FLAGS": "--xla_force_host_platform_device_count=4"}
     env["JAX_PLATFORMS"] = "cpu"

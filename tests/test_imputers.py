@@ -254,6 +254,7 @@ def test_counterfactual_takes_the_twin_exactly():
         counterfactual_image(jnp.asarray(image), jnp.asarray(twin[..., :1]), ranks, 10)
 
 
+@pytest.mark.slow  # ~10 s: every imputer through evaluate
 def test_evaluate_scores_every_imputer_and_matches_the_per_batch_api():
     model = toy_model()
     rng = np.random.default_rng(17)

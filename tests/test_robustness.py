@@ -63,6 +63,7 @@ def plain_grad_cam_plus_plus(model, a, c):
     return jax.nn.relu(jnp.einsum("hwk,k->hw", a, weights))
 
 
+@pytest.mark.slow  # ~20 s; test_derivatives_taylor pins the same paths to float64 references
 @pytest.mark.parametrize("hidden", [(), (5,)])
 def test_float64_default_grad_cam_plus_plus_equals_a_hessian_reference(hidden):
     # The stable score is Y / Y(A0), or (Y - Y(A0)) / (1 - Y(A0)) for the winner (here

@@ -287,7 +287,7 @@ def _rank_and_split(
         return ranks, [selection_split(maps, selection, k)]
     split_each = jax.vmap(jax.vmap(threshold_split, in_axes=(0, 0, None)), in_axes=(0, 0, None))
     if not scored and enabled():
-        sorted_values = sorted_descending(maps.reshape(num_methods, batch_size, -1))
+        sorted_values = sorted_descending(maps.reshape(num_methods, batch_size, height * width))
         return None, [split_each(maps, sorted_values, k) for k in kept_counts]
     rankings = jax.vmap(jax.vmap(rank_pixels), in_axes=(0, None))(maps, priority)
     ranks = rankings.ranks if scored else None

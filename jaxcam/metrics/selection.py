@@ -157,7 +157,8 @@ def select_top(saliency: Array, priority: Array, num_kept: int | Array) -> TopSe
 def top_pixel_masks(saliency: Array, priority: Array, num_kept: int | Array) -> Array:
     """Boolean masks (..., H, W) of the ``num_kept`` first pixels of maps (..., H, W), ties
     by ``priority`` (..., H*W): :func:`select_top` on the flattened maps."""
-    flat = saliency.reshape(*saliency.shape[:-2], -1)
+    # The pixel count is spelled out: a -1 cannot be resolved for an empty batch.
+    flat = saliency.reshape(*saliency.shape[:-2], saliency.shape[-2] * saliency.shape[-1])
     return select_top(flat, priority, num_kept).kept.reshape(saliency.shape)
 
 

@@ -97,7 +97,14 @@ def test_every_registered_model_has_a_tiny_config():
     assert builtin | {"convnext_tiny", "vit_b16"} <= set(model_names())
 
 
-@pytest.mark.parametrize("name", sorted(TINY))
+# The two largest architectures (~9 s each) run with the slow tests.
+@pytest.mark.parametrize(
+    "name",
+    [
+        pytest.param(n, marks=pytest.mark.slow) if n in ("inception_resnet_v2", "resnet50") else n
+        for n in sorted(TINY)
+    ],
+)
 def test_tiny_forward_eval_and_train(name):
     kwargs, size = TINY[name]
     model = create_model(name, num_classes=3, output="linear", in_channels=1, **kwargs)
