@@ -31,6 +31,12 @@ so only the K pooled directions are needed (:func:`pure_derivatives_pooled`). Wh
 the head then starts with a dense layer (kernel M), the directions are pushed
 past it analytically (row k of M), so no per-direction matmul is done at all.
 
+When ``f = score(logits(x))`` with ``logits`` piecewise linear in x (a ReLU network after
+an inner layer: :func:`is_piecewise_linear_at`), every Taylor coefficient of the logits
+above the first is zero, so the derivatives along ``e_i`` are those of the score along
+``J e_i`` in the C-dimensional logit space; J costs min(C, n) passes
+(:func:`pure_derivatives_transposed`).
+
 Every function here traces its body under ``jax.default_matmul_precision
 ("highest")``: on GPUs the default float32 matmul precision is TF32-like and third
 derivatives then come out wrong by tens of percent.
