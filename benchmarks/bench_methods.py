@@ -154,18 +154,28 @@ def per_direction(target: Any, image: jax.Array, args: argparse.Namespace) -> di
     feature_map = target.features(image)
     size = feature_map.size
     count = min(args.directions, size)
-    score = class_score(args.output, 0, target.logits(feature_map))
+    output = args.output
 
-    def h(y: jax.Array) -> jax.Array:
-        moved = feature_map.reshape(-1) + jnp.pad(y, (0, size - count))
-        return score(target.logits(moved.reshape(feature_map.shape)))
+    # The model and A are arguments of the jitted function (not constants baked into it).
+    def along(model: Any, a: jax.Array, y: jax.Array, method: str) -> tuple[jax.Array, ...]:
+        score = class_score(output, 0, model.logits(a))
 
+        def h(z: jax.Array) -> jax.Array:
+            moved = a.reshape(-1) + jnp.pad(z, (0, size - count))
+            return score(model.logits(moved.reshape(a.shape)))
+
+        return derivatives_along(h, y, None, 3, method=method)
+
+    step = jax.jit(along, static_argnames="method")
     zeros = jnp.zeros((count,), feature_map.dtype)
     out: dict[str, Any] = {"directions": count, "of": size}
     for method in ("taylor", "nested_jvp"):
-        step = jax.jit(lambda y, m=method: derivatives_along(h, y, None, 3, method=m))
-        compile_s = timed(lambda s=step: s(zeros))
-        seconds = best_seconds(lambda s=step: s(zeros), args.repeats)
+
+        def call(m: str = method) -> tuple[jax.Array, ...]:
+            return step(target, feature_map, zeros, method=m)
+
+        compile_s = timed(call)
+        seconds = best_seconds(call, args.repeats)
         out[method] = {
             "ms_per_direction": 1e3 * seconds / count,
             "map_estimate_s": seconds / count * size,

@@ -69,10 +69,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -81,7 +79,7 @@ import numpy as np
 
 import jaxcam
 from jaxcam.data import phantom_split
-from jaxcam.evaluation import software_versions
+from jaxcam.evaluation import write_results_file
 from jaxcam.models import SplitModel, bind, head_only_model
 from jaxcam.saliency import (
     grad_cam_plus_plus,
@@ -315,23 +313,21 @@ def main(argv: list[str] | None = None) -> dict:
         }
     print(format_table(rows))
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "rows": rows,
-        "phantom": phantom,
-        "definitions": {
-            "alpha_error": "max|a_exact - a_closed| / max(max|a_exact|, max|a_closed|)",
-            "correlation": "Pearson of the normalised exact and closed-form maps",
-            "zero_maps": "share of all-zero maps: exact stable, closed form, exact naive",
-            "class": "predicted (argmax of the logits)",
+    results = write_results_file(
+        args.out,
+        {
+            "rows": rows,
+            "phantom": phantom,
+            "definitions": {
+                "alpha_error": "max|a_exact - a_closed| / max(max|a_exact|, max|a_closed|)",
+                "correlation": "Pearson of the normalised exact and closed-form maps",
+                "zero_maps": "share of all-zero maps: exact stable, closed form, exact naive",
+                "class": "predicted (argmax of the logits)",
+            },
         },
-        "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
-        "versions": software_versions(),
-        "wall_time_s": round(time.perf_counter() - start, 1),
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {out / 'results.json'} ({results['wall_time_s']} s)")
+        args,
+        start,
+    )
     return results
 
 

@@ -114,10 +114,8 @@ from __future__ import annotations
 import argparse
 import dataclasses
 import functools
-import json
 import sys
 import time
-from pathlib import Path
 from typing import Any
 
 import jax
@@ -126,7 +124,7 @@ import numpy as np
 
 import jaxcam
 from jaxcam.data import phantom_split
-from jaxcam.evaluation import software_versions
+from jaxcam.evaluation import write_results_file
 from jaxcam.models import LayerModel, SplitModel, layer_names, split_at
 from jaxcam.models.small_cnn import ACTIVATIONS
 from jaxcam.saliency import grad_cam_plus_plus_alpha, grad_cam_plus_plus_derivatives, normalise
@@ -347,25 +345,23 @@ def main(argv: list[str] | None = None) -> dict:
     print(f"{args.test_size} test images per row (layers under backbone/):")
     print(format_table(rows))
 
-    out = Path(args.out)
-    out.mkdir(parents=True, exist_ok=True)
-    results = {
-        "rows": rows,
-        "networks": networks,
-        "definitions": {
-            "one_minus_corr": "1 - Pearson of the normalised exact and closed-form maps",
-            "alpha_changed": "share of alphas with |a_e - a_c| > rtol * max(|a_e|, |a_c|)",
-            "weight_change": "| w_e / |w_e| - w_c / |w_c| | (zero vectors stay zero)",
-            "zero_maps": "share of all-zero maps: exact, closed form",
-            "class": "predicted (argmax of the logits)",
-            "score": f"the output activation the networks are trained with ({args.output})",
+    results = write_results_file(
+        args.out,
+        {
+            "rows": rows,
+            "networks": networks,
+            "definitions": {
+                "one_minus_corr": "1 - Pearson of the normalised exact and closed-form maps",
+                "alpha_changed": "share of alphas with |a_e - a_c| > rtol * max(|a_e|, |a_c|)",
+                "weight_change": "| w_e / |w_e| - w_c / |w_c| | (zero vectors stay zero)",
+                "zero_maps": "share of all-zero maps: exact, closed form",
+                "class": "predicted (argmax of the logits)",
+                "score": f"the output activation the networks are trained with ({args.output})",
+            },
         },
-        "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
-        "versions": software_versions(),
-        "wall_time_s": round(time.perf_counter() - start, 1),
-    }
-    (out / "results.json").write_text(json.dumps(results, indent=2))
-    print(f"wrote {out / 'results.json'} ({results['wall_time_s']} s)")
+        args,
+        start,
+    )
     return results
 
 

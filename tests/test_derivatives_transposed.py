@@ -227,11 +227,10 @@ def test_registered_smooth_networks_taylor_equals_nested_jvp_in_float64(name, kw
     # Flax's LayerNorm promotes its statistics with float32: standard promotion for float64.
     with jax.enable_x64(True), jax.numpy_dtype_promotion("standard"):
         image = jax.random.uniform(jax.random.key(2), (size, size, 1), jnp.float64)
-        # Layer scales of 1 (not 1e-6) and a non-zero class token: every block does something.
+        # Every vector parameter of at most 8 entries (layer scales, biases, norms) shifted
+        # by 1, so the layer scales are about 1 instead of 1e-6: every block does something.
         variables = jax.tree.map(
-            lambda v: (v.astype(jnp.float64) if v.ndim != 1 or v.shape[0] > 8 else v + 1.0).astype(
-                jnp.float64
-            ),
+            lambda v: v.astype(jnp.float64) + (1.0 if v.ndim == 1 and v.shape[0] <= 8 else 0.0),
             variables,
         )
         model = jaxcam.bind(module, variables)

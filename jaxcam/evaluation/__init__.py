@@ -17,6 +17,7 @@ from jaxcam.evaluation.reports import (
     row_record,
     software_versions,
     table_cells,
+    write_results_file,
 )
 from jaxcam.evaluation.results import Evaluation, MethodResult, evaluation_from_sums
 from jaxcam.evaluation.step import (
@@ -54,6 +55,7 @@ __all__ = [
     "reference_key",
     "row_record",
     "software_versions",
+    "write_results_file",
     "step_config",
     "table_cells",
     "zero_evaluation_sums",

@@ -11,8 +11,12 @@ from __future__ import annotations
 
 import dataclasses
 import importlib.metadata
+import json
+import os
 import platform
+import time
 from collections.abc import Mapping
+from pathlib import Path
 from typing import Any
 
 import jax
@@ -176,3 +180,25 @@ def software_versions() -> dict[str, str]:
         "backend": jax.default_backend(),
         "devices": str(jax.device_count()),
     }
+
+
+def write_results_file(
+    out_dir: str | os.PathLike, record: dict[str, Any], args: Any, start: float
+) -> dict[str, Any]:
+    """Write an experiment's ``results.json`` in ``out_dir`` (created) and print its path.
+
+    ``record`` gets the command-line arguments (``vars(args)``, tuples as lists), the
+    software versions and the wall time since ``start`` (``time.perf_counter()``).
+    Returns the record as written.
+    """
+    record = {
+        **record,
+        "args": {k: list(v) if isinstance(v, tuple) else v for k, v in vars(args).items()},
+        "versions": software_versions(),
+        "wall_time_s": round(time.perf_counter() - start, 1),
+    }
+    out = Path(out_dir)
+    out.mkdir(parents=True, exist_ok=True)
+    (out / "results.json").write_text(json.dumps(record, indent=2))
+    print(f"wrote {out / 'results.json'} ({record['wall_time_s']} s)")
+    return record

@@ -104,6 +104,15 @@ def _piecewise_linear_equation(eqn: JaxprEqn, dependent: Sequence[bool]) -> bool
     return False
 
 
+def _piecewise_linear_in(jaxpr: Jaxpr, flags: Sequence[bool]) -> bool:
+    """Whether every output of ``jaxpr`` is piecewise linear in the flagged inputs."""
+    try:
+        dependent_outputs(jaxpr, flags, _piecewise_linear_equation)
+    except _NotPiecewiseLinear:
+        return False
+    return True
+
+
 def is_piecewise_linear(closed: ClosedJaxpr) -> bool:
     """Whether every output of a traced program is piecewise linear in its first input.
 
@@ -112,12 +121,7 @@ def is_piecewise_linear(closed: ClosedJaxpr) -> bool:
     be piecewise linear (exp, rsqrt of a dependent value, a product of two dependent
     values, control flow) gives False.
     """
-    flags = [i == 0 for i in range(len(closed.jaxpr.invars))]
-    try:
-        dependent_outputs(closed.jaxpr, flags, _piecewise_linear_equation)
-    except _NotPiecewiseLinear:
-        return False
-    return True
+    return _piecewise_linear_in(closed.jaxpr, [i == 0 for i in range(len(closed.jaxpr.invars))])
 
 
 def is_piecewise_linear_equation(eqn: JaxprEqn) -> bool:
@@ -125,9 +129,5 @@ def is_piecewise_linear_equation(eqn: JaxprEqn) -> bool:
     dependent = [True] * len(eqn.invars)
     sub = sub_jaxpr(eqn)
     if sub is not None and len(sub.jaxpr.invars) == len(dependent):
-        try:
-            dependent_outputs(sub.jaxpr, dependent, _piecewise_linear_equation)
-        except _NotPiecewiseLinear:
-            return False
-        return True
+        return _piecewise_linear_in(sub.jaxpr, dependent)
     return _piecewise_linear_equation(eqn, dependent)
